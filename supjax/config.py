@@ -1,0 +1,288 @@
+"""SweepSpec: the grid of toy models a sweep trains, and its validation.
+
+Fields split in two kinds, as in evosax/rejax:
+
+* shape fields (``n``, ``batch_size``, ``widths``, ``steps``, ``log_every``) fix array
+  shapes and loop lengths; they are static and each distinct value compiles a program.
+* per-model fields (``weight_decays``, ``alphas``/``distribution``,
+  ``activation_densities``, ``seeds``, ``lr``) become traced arrays with one entry per
+  model, so a grid over them costs no recompilation.
+
+Every check runs in :meth:`SweepSpec.validate`, before anything is compiled, and raises
+:class:`ConfigError` whose message is one line: the field, the value, and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PAPER_WIDTHS = (10, 15, 25, 39, 63, 100)
+PAPER_WEIGHT_DECAYS = tuple(-1.0 + 2.0 * i / 9 for i in range(10))
+
+
+class ConfigError(ValueError):
+    """A bad sweep setting. ``str(err)`` is one line naming field, value and fix."""
+
+    def __init__(self, field_name: str, value: Any, fix: str):
+        self.field = field_name
+        self.value = value
+        self.fix = fix
+        super().__init__(f"config field '{field_name}' = {value!r}: {fix}")
+
+
+# Fields that change results: two runs agreeing on these agree bitwise on one backend.
+# `chunk_steps` and `progress` only change how the work is driven and shown.
+RESULT_FIELDS = (
+    "n",
+    "batch_size",
+    "steps",
+    "widths",
+    "weight_decays",
+    "distribution",
+    "alphas",
+    "activation_densities",
+    "seeds",
+    "lr",
+    "lr_width_scaling",
+    "warmup_steps",
+    "final_lr_fraction",
+    "log_every",
+    "shared_data",
+)
+
+
+GRID_FIELDS = ("widths", "weight_decays", "distribution", "alphas", "activation_densities", "seeds")
+FLOAT_FIELDS = ("weight_decays", "alphas", "activation_densities")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A grid of toy models: every combination of the tuple-valued fields is one model.
+
+    The grid is ``widths x weight_decays x distributions x activation_densities x
+    seeds``, where the distributions are the entries of ``distribution`` with each bare
+    ``"power"`` expanded over ``alphas``. Defaults are the paper's exp-10 settings
+    (n = 1000, batch 2048, 20000 steps, lr 1e-2, 2000 warmup steps, cosine to 5%).
+
+    Distribution entries (see :mod:`supjax.data`): ``"power"`` (p_i ∝ i^-alpha for each
+    alpha in ``alphas``), ``"power:1.2"``, ``"exponential:400"`` (p_i ∝ exp(-i/400)),
+    ``"linear"`` (p_i ∝ (n - i)/n), ``"file:probs.npy"`` (an explicit vector, used as
+    given).
+
+    Example:
+        >>> spec = SweepSpec(n=200, widths=(8, 16), weight_decays=(-1.0, 1.0), steps=500)
+        >>> spec.num_models
+        4
+    """
+
+    # shape fields (static)
+    n: int = 1000
+    batch_size: int = 2048
+    widths: tuple[int, ...] = PAPER_WIDTHS
+    steps: int = 20000
+    log_every: int = 10
+    # per-model fields (traced)
+    weight_decays: tuple[float, ...] = PAPER_WEIGHT_DECAYS
+    distribution: tuple[str, ...] = ("power",)
+    alphas: tuple[float, ...] = (1.0,)
+    activation_densities: tuple[float, ...] = (0.0,)
+    seeds: tuple[int, ...] = (0,)
+    # schedule
+    lr: float = 1e-2
+    lr_width_scaling: bool = False
+    warmup_steps: int = 2000
+    final_lr_fraction: float = 0.05
+    # data
+    shared_data: bool = True
+    # driving (does not change results)
+    chunk_steps: int | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        # Accept scalars and lists for grid axes; store tuples so the spec is hashable.
+        for name in GRID_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, (str, int, float)):
+                value = (value,)
+            try:  # lists, tuples, numpy arrays
+                value = tuple(v.item() if hasattr(v, "item") else v for v in value)
+            except TypeError:
+                continue  # validate() names the field
+            if name in FLOAT_FIELDS:  # 1 and 1.0 are one model: same keys, same results
+                value = tuple(float(v) if _is_number(v) else v for v in value)
+            object.__setattr__(self, name, value)
+        if _is_number(self.lr):
+            object.__setattr__(self, "lr", float(self.lr))
+
+    # ---- construction -------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SweepSpec:
+        """Build and validate a spec from plain values (a parsed TOML table)."""
+        names = cls.field_names()
+        for key in values:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(names)}"
+                raise ConfigError(key, values[key], f"unknown key; {hint}")
+        return cls(**values).validate()
+
+    @classmethod
+    def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> SweepSpec:
+        """Read a TOML file, apply ``key=value`` overrides (TOML values), validate."""
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError("CONFIG", str(path), "file not found; pass a TOML file path") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError("CONFIG", str(path), f"not valid TOML ({err}); fix the syntax") from None
+        values.update(parse_overrides(overrides))
+        return cls.from_dict(values)
+
+    def replace(self, **changes) -> SweepSpec:
+        return dataclasses.replace(self, **changes).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: _plain(getattr(self, name)) for name in self.field_names()}
+
+    # ---- derived ------------------------------------------------------------------
+
+    @property
+    def distributions(self) -> tuple[str, ...]:
+        """Distribution labels, with each bare ``power`` expanded over ``alphas``."""
+        out = []
+        for entry in self.distribution:
+            if entry == "power":
+                out.extend(f"power:{float(a)!r}" for a in self.alphas)
+            else:
+                out.append(entry)
+        return tuple(dict.fromkeys(out))
+
+    @property
+    def num_models(self) -> int:
+        return (
+            len(self.widths)
+            * len(self.weight_decays)
+            * len(self.distributions)
+            * len(self.activation_densities)
+            * len(self.seeds)
+        )
+
+    @property
+    def num_logs(self) -> int:
+        return self.steps // self.log_every
+
+    # ---- validation ---------------------------------------------------------------
+
+    def validate(self) -> SweepSpec:
+        """Check every field; raise :class:`ConfigError` on the first bad one."""
+        for name in ("n", "batch_size", "steps", "log_every"):
+            _positive_int(name, getattr(self, name))
+        _nonneg_int("warmup_steps", self.warmup_steps)
+        if self.chunk_steps is not None:
+            _positive_int("chunk_steps", self.chunk_steps)
+        for name in ("lr_width_scaling", "shared_data", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, getattr(self, name), "must be true or false")
+        for name in ("lr", "final_lr_fraction"):
+            _finite_float(name, getattr(self, name))
+        if self.lr <= 0:
+            raise ConfigError("lr", self.lr, "the peak learning rate must be > 0")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ConfigError("final_lr_fraction", self.final_lr_fraction, "must lie in [0, 1]")
+        if self.steps % self.log_every:
+            raise ConfigError(
+                "log_every", self.log_every, f"must divide steps = {self.steps}; pick a divisor such as 1 or 10"
+            )
+
+        for name in GRID_FIELDS:
+            values = getattr(self, name)
+            if not isinstance(values, tuple):
+                raise ConfigError(name, values, "must be a list")
+            if not values:
+                raise ConfigError(name, [], "the grid axis is empty; give at least one value")
+            if len(set(values)) != len(values):
+                raise ConfigError(name, list(values), "contains duplicates; list each value once")
+        for m in self.widths:
+            _positive_int("widths", m)
+            if m > self.n:
+                raise ConfigError("widths", m, f"a width cannot exceed n = {self.n}; use widths <= n or raise n")
+        for s in self.seeds:
+            _nonneg_int("seeds", s)
+            if s >= 2**31:
+                raise ConfigError("seeds", s, "seeds must be below 2^31")
+        for name in ("weight_decays", "alphas", "activation_densities"):
+            for v in getattr(self, name):
+                _finite_float(name, v)
+        for g in self.weight_decays:
+            if not -1e3 <= g <= 1e3:
+                raise ConfigError("weight_decays", g, "out of range; the paper uses values in [-1, 1]")
+        for s in self.activation_densities:
+            if not 0 <= s <= 1:
+                raise ConfigError("activation_densities", s, "the exp-15 density knob s must lie in [0, 1]")
+
+        from supjax import data  # local: config is a primitive, data validates its own specs
+
+        for entry in self.distribution:
+            if not isinstance(entry, str):
+                raise ConfigError("distribution", entry, "entries are strings such as 'power' or 'exponential:400'")
+            if entry != "power":
+                data.parse_distribution(entry)
+        for label in self.distributions:
+            data.feature_probabilities(label, self.n)  # validates explicit vectors against n
+        return self
+
+
+def parse_overrides(items) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are TOML (``widths=[8,16]``, ``lr=0.02``)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError("--set", item, "write overrides as key=value, e.g. --set steps=5000")
+        try:
+            out[key] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = raw.strip()  # a bare word, e.g. distribution=linear
+    return out
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(name, value):
+    if not _is_int(value) or value <= 0:
+        raise ConfigError(name, value, "must be a positive integer")
+
+
+def _nonneg_int(name, value):
+    if not _is_int(value) or value < 0:
+        raise ConfigError(name, value, "must be a non-negative integer")
+
+
+def _finite_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(name, value, "must be a number")
+    if not math.isfinite(value):
+        raise ConfigError(name, value, "must be finite (not NaN or infinity)")

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from supjax import SweepSpec, load_run, run_sweep
+from supjax.sweep import _compiled
+
+
+def test_a_vmapped_model_trains_as_it_would_alone():
+    grid = SweepSpec(
+        n=80,
+        batch_size=128,
+        widths=(6,),
+        weight_decays=(-1.0, -0.5, 0.5, 1.0),
+        alphas=(1.0, 1.5),
+        steps=300,
+        warmup_steps=30,
+        log_every=5,
+        progress=False,
+    )
+    together = run_sweep(grid)
+    alone = run_sweep(grid.replace(weight_decays=(0.5,), alphas=(1.5,)))
+    row = next(r for r in together.models if r["weight_decay"] == 0.5 and r["alpha"] == 1.5)
+    np.testing.assert_allclose(alone.losses[0], together.losses[row["index"]], rtol=1e-5)
+    np.testing.assert_allclose(alone.weights(0)[0], together.weights(row["index"])[0], rtol=1e-4, atol=1e-5)
+
+
+def test_same_config_and_seed_give_identical_results(tiny_spec):
+    first, second = run_sweep(tiny_spec), run_sweep(tiny_spec)
+    np.testing.assert_array_equal(first.losses, second.losses)
+    for m in tiny_spec.widths:
+        np.testing.assert_array_equal(first.params[m]["W"], second.params[m]["W"])
+    other_seed = run_sweep(tiny_spec.replace(seeds=(1,)))
+    assert not np.array_equal(first.losses, other_seed.losses)
+
+
+def test_chunking_does_not_change_results(tiny_spec):
+    whole = run_sweep(tiny_spec.replace(chunk_steps=200))
+    pieces = run_sweep(tiny_spec.replace(chunk_steps=30))  # 3 windows a chunk, and a tail of 2
+    np.testing.assert_array_equal(whole.losses, pieces.losses)
+
+
+def test_shared_data_is_common_and_independent_data_is_not(tiny_spec):
+    spec = tiny_spec.replace(weight_decays=(0.5,), widths=(4,), seeds=(0, 1))
+    shared = run_sweep(spec)
+    independent = run_sweep(spec.replace(shared_data=False))
+    # Same seed and init, so only the data stream differs between the two modes.
+    assert not np.allclose(shared.losses, independent.losses)
+    # Independent streams are fixed by each model's identity: adding a model leaves them alone.
+    grown = run_sweep(spec.replace(shared_data=False, weight_decays=(0.5, -0.5)))
+    kept = [r["index"] for r in grown.models if r["weight_decay"] == 0.5]
+    np.testing.assert_allclose(grown.losses[kept], independent.losses, rtol=1e-5)
+
+
+def test_the_two_regimes_appear_on_a_short_cpu_run():
+    spec = SweepSpec(
+        n=200,
+        batch_size=512,
+        widths=(8, 16, 32),
+        weight_decays=(-1.0, 1.0),
+        steps=2000,
+        warmup_steps=200,
+        progress=False,
+    )
+    run = run_sweep(spec)
+    for row in run.models:
+        W, _ = run.weights(row["index"])
+        represented = np.mean(np.linalg.norm(W, axis=1) > 0.5)
+        if row["weight_decay"] < 0:
+            assert represented > 0.95, (row, represented)  # strong superposition: every feature kept
+        else:
+            assert represented < 0.3, (row, represented)  # weak: only the most frequent few
+    strong = run.final_loss()[[r["index"] for r in run.models if r["weight_decay"] < 0]]
+    assert strong[0] > strong[1] > strong[2]  # loss falls with width
+
+
+def test_run_directory_round_trips(tiny_spec, tmp_path):
+    run = run_sweep(tiny_spec, out=tmp_path / "run")
+    loaded = load_run(tmp_path / "run")
+    assert loaded.spec == tiny_spec
+    np.testing.assert_array_equal(loaded.losses, run.losses)
+    assert loaded.models == run.models
+    for i in range(tiny_spec.num_models):
+        np.testing.assert_array_equal(loaded.weights(i)[0], run.weights(i)[0])
+    table = loaded.table()
+    assert list(table["m"]) == [4, 4, 8, 8] and table["final_loss"].notna().all()
+
+
+def test_grid_values_are_traced_not_compiled_in(tiny_spec):
+    run_sweep(tiny_spec)
+    before = _compiled.cache_info().misses
+    run_sweep(tiny_spec.replace(weight_decays=(-0.3, 0.7), alphas=(1.7,), lr=0.02, seeds=(5,)))
+    assert _compiled.cache_info().misses == before
+
+
+@pytest.mark.parametrize("m", [4, 8])
+def test_training_lowers_the_loss(tiny_spec, m):
+    run = run_sweep(tiny_spec.replace(widths=(m,)))
+    assert np.all(np.isfinite(run.losses))
+    assert np.all(run.losses[:, -1] < run.losses[:, 0])
