@@ -1,11 +1,12 @@
-"""Train a whole SweepSpec grid: width groups, each one ``jit(scan(vmap(step)))``.
+"""Train a whole SweepSpec grid in one ``jit(scan(vmap(step)))`` over width groups.
 
-Layout of a width group. Its models form a [D, G] array: D data streams (one per
+Layout. The models of one width form a [D, G] array: D data streams (one per
 distribution x activation density x seed) by G weight decays. A step draws the random
 bits once per seed, turns them into one batch per stream, and runs the one-model step
 vmapped twice: over G with the batch broadcast (so XLA fuses the G models into one
-wide matrix product), and over D with the batch mapped. With ``shared_data = false``
-every model is its own stream (G = 1).
+wide matrix product), and over D with the batch mapped. Every width reads the same
+batches, so the data (the costliest part of a step on a CPU) is made once per step
+for the whole grid. With ``shared_data = false`` every model is its own stream (G = 1).
 
 Randomness depends only on (seed, model identity, step), never on the grid or the
 chunking: a model trained alone, in a larger grid, or in chunks of any size draws the
@@ -42,24 +43,43 @@ class WidthGroup:
     m: int
     model_index: np.ndarray  # [D * G] indices into the sweep's model table
     shape: tuple[int, int]  # (D, G)
-    arrays: dict  # traced inputs of the compiled chunk
+    streams: tuple[int, int]  # the slice of the plan's data streams its D rows read
+    arrays: dict  # init_keys, weight_decay, lr_w, lr_b: [D, G]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one compiled program trains: width groups that share the per-step data."""
+
+    spec: SweepSpec
+    rows: list[dict]
+    groups: tuple[WidthGroup, ...]
+    data: dict  # stream_keys [S], stream_of [D], thresholds [D, n], scales [D, n]
+
+    @property
+    def static(self) -> tuple:
+        """Everything that sets shapes or loop lengths: the cache key of the compiled program."""
+        s = self.spec
+        layout = tuple((g.m, g.shape, g.streams) for g in self.groups)
+        return (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction, layout)
+
+    @property
+    def flops_per_step(self) -> float:
+        """Dense work of one step of every model: 10 B n m each."""
+        return sum(10.0 * self.spec.batch_size * self.spec.n * g.m * len(g.model_index) for g in self.groups)
 
 
 def model_table(spec: SweepSpec) -> list[dict]:
     """One dict per model, in training order: width, then distribution, density, seed, weight decay."""
     rows = []
     for m in spec.widths:
+        lr_w, lr_b = optim.width_scaled_learning_rates(spec.lr, m) if spec.lr_width_scaling else (spec.lr, spec.lr)
         for label in spec.distributions:
             family, arg = data.parse_distribution(label)
             for density in spec.activation_densities:
                 expected_active = float(data.feature_probabilities(label, spec.n, density).sum())
                 for seed in spec.seeds:
                     for gamma in spec.weight_decays:
-                        lr_w, lr_b = (
-                            optim.width_scaled_learning_rates(spec.lr, m)
-                            if spec.lr_width_scaling
-                            else (spec.lr, spec.lr)
-                        )
                         rows.append(
                             {
                                 "index": len(rows),
@@ -87,46 +107,56 @@ def _seed_key(seed: int, tag: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), tag)
 
 
-def width_groups(spec: SweepSpec, rows: list[dict]) -> list[WidthGroup]:
-    groups = []
+def plan(spec: SweepSpec) -> Plan:
+    """Lay the grid out as width groups over shared data streams."""
+    rows = model_table(spec)
     per_width = len(rows) // len(spec.widths)
-    num_decays = len(spec.weight_decays)
+    num_decays = len(spec.weight_decays) if spec.shared_data else 1
+    groups, streams = [], []
     for w, m in enumerate(spec.widths):
         group_rows = rows[w * per_width : (w + 1) * per_width]
-        shape = (per_width // num_decays, num_decays) if spec.shared_data else (per_width, 1)
-        streams = group_rows[:: shape[1]]  # the first model of each stream
+        shape = (per_width // num_decays, num_decays)
         if spec.shared_data:
-            # One bit stream per seed, shared by every distribution and density.
-            seeds = list(dict.fromkeys(r["seed"] for r in streams))
-            stream_keys = [_seed_key(s, _DATA_TAG) for s in seeds]
-            stream_of = np.array([seeds.index(r["seed"]) for r in streams], np.int32)
+            # Every width reads the same streams: one per distribution x density x seed.
+            streams = group_rows[::num_decays]
+            span = (0, len(streams))
         else:
-            stream_keys = [jax.random.fold_in(_seed_key(r["seed"], _DATA_TAG), _identity(r)) for r in group_rows]
-            stream_of = np.arange(len(group_rows), dtype=np.int32)
-        tables = [
-            data.sampler_tables(data.feature_probabilities(r["distribution"], spec.n, r["activation_density"]))
-            for r in streams
-        ]
-        init_keys = [jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows]
-
+            span = (len(streams), len(streams) + len(group_rows))
+            streams = streams + group_rows
         arrays = {
-            "init_keys": jnp.stack(init_keys).reshape(shape),
-            "stream_keys": jnp.stack(stream_keys),
-            "stream_of": stream_of,
-            "thresholds": np.stack([t for t, _ in tables]),
-            "scales": np.stack([s for _, s in tables]),
-            **{
-                k: np.array([r[k] for r in group_rows], np.float32).reshape(shape)
-                for k in ("weight_decay", "lr_w", "lr_b")
-            },
+            "init_keys": jnp.stack(
+                [jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows]
+            ),
+            **{k: np.array([r[k] for r in group_rows], np.float32) for k in ("weight_decay", "lr_w", "lr_b")},
         }
-        groups.append(WidthGroup(m, np.array([r["index"] for r in group_rows]), shape, arrays))
-    return groups
+        arrays = {k: v.reshape(shape) for k, v in arrays.items()}
+        groups.append(WidthGroup(m, np.array([r["index"] for r in group_rows]), shape, span, arrays))
+
+    if spec.shared_data:
+        # One bit stream per seed, shared by every distribution and density.
+        seeds = list(dict.fromkeys(r["seed"] for r in streams))
+        stream_keys = [_seed_key(s, _DATA_TAG) for s in seeds]
+        stream_of = [seeds.index(r["seed"]) for r in streams]
+    else:
+        stream_keys = [jax.random.fold_in(_seed_key(r["seed"], _DATA_TAG), _identity(r)) for r in streams]
+        stream_of = list(range(len(streams)))
+    tables = [
+        data.sampler_tables(data.feature_probabilities(r["distribution"], spec.n, r["activation_density"]))
+        for r in streams
+    ]
+    data_arrays = {
+        "stream_keys": jnp.stack(stream_keys),
+        "stream_of": np.array(stream_of, np.int32),
+        "thresholds": np.stack([t for t, _ in tables]),
+        "scales": np.stack([s for _, s in tables]),
+    }
+    return Plan(spec, rows, tuple(groups), data_arrays)
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(n: int, m: int, batch_size: int, log_every: int, steps: int, warmup_steps: int, final_fraction: float):
-    """The init and chunk programs for one width; cached so repeated sweeps reuse them."""
+@functools.lru_cache(maxsize=32)
+def compile_plan(static: tuple):
+    """The init and chunk programs for a :attr:`Plan.static`; cached across sweeps."""
+    n, batch_size, log_every, steps, warmup_steps, final_fraction, layout = static
 
     def optimizer(hyper):
         def schedule(peak):
@@ -134,7 +164,7 @@ def _compiled(n: int, m: int, batch_size: int, log_every: int, steps: int, warmu
 
         return optim.toy_model_optimizer(schedule(hyper["lr_w"]), schedule(hyper["lr_b"]), hyper["weight_decay"])
 
-    def init_one(key, hyper):
+    def init_one(key, hyper, m):
         params = model.init_params(key, n, m)
         return {"params": params, "opt_state": optimizer(hyper).init(params)}
 
@@ -151,42 +181,50 @@ def _compiled(n: int, m: int, batch_size: int, log_every: int, steps: int, warmu
         return {k: arrays[k] for k in ("weight_decay", "lr_w", "lr_b")}
 
     @jax.jit
-    def init(arrays):
-        return jax.vmap(jax.vmap(init_one))(arrays["init_keys"], hyper_of(arrays))
-
-    def batch(arrays, t):
-        bits = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, t), (batch_size, n), jnp.uint32))(
-            arrays["stream_keys"]
+    def init(groups):
+        return tuple(
+            jax.vmap(jax.vmap(functools.partial(init_one, m=m)))(arrays["init_keys"], hyper_of(arrays))
+            for (m, _, _), arrays in zip(layout, groups, strict=True)
         )
-        return jax.vmap(data.features_from_bits)(bits[arrays["stream_of"]], arrays["thresholds"], arrays["scales"])
+
+    def batch(streams, t):
+        """The step-t batch of every stream: [D, B, n]."""
+        bits = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, t), (batch_size, n), jnp.uint32))(
+            streams["stream_keys"]
+        )
+        return jax.vmap(data.features_from_bits)(bits[streams["stream_of"]], streams["thresholds"], streams["scales"])
 
     @functools.partial(jax.jit, static_argnames="num_windows", donate_argnums=0)
-    def train_chunk(state, arrays, first_step, num_windows: int):
-        """Train ``num_windows * log_every`` steps; return the state and window-mean losses."""
-        hyper = hyper_of(arrays)
+    def train_chunk(states, groups, streams, first_step, num_windows: int):
+        """Train ``num_windows * log_every`` steps; return states and window-mean losses [windows, D, G]."""
+        hypers = tuple(hyper_of(arrays) for arrays in groups)
 
         def one_step(carry, t):
-            state, total = carry
-            state, loss = step_group(state, hyper, batch(arrays, t))
-            return (state, total + loss), None
+            x = batch(streams, t)
+            states, totals = [], []
+            for (_, _, (lo, hi)), state, total, hyper in zip(layout, *carry, hypers, strict=True):
+                state, loss = step_group(state, hyper, x[lo:hi])
+                states.append(state)
+                totals.append(total + loss)
+            return (tuple(states), tuple(totals)), None
 
-        def one_window(state, w):
+        def one_window(states, w):
             start = first_step + w * log_every
-            zeros = jnp.zeros(arrays["weight_decay"].shape, jnp.float32)
-            (state, total), _ = jax.lax.scan(one_step, (state, zeros), start + jnp.arange(log_every))
-            return state, total / log_every
+            zeros = tuple(jnp.zeros(shape, jnp.float32) for _, shape, _ in layout)
+            (states, totals), _ = jax.lax.scan(one_step, (states, zeros), start + jnp.arange(log_every))
+            return states, tuple(total / log_every for total in totals)
 
-        return jax.lax.scan(one_window, state, jnp.arange(num_windows))
+        return jax.lax.scan(one_window, states, jnp.arange(num_windows))
 
     return init, train_chunk
 
 
-def _chunk_windows(spec: SweepSpec, group: WidthGroup) -> int:
-    total = spec.num_logs
+def _chunk_windows(the_plan: Plan) -> int:
+    spec = the_plan.spec
     if spec.chunk_steps is not None:
-        return min(total, max(1, spec.chunk_steps // spec.log_every))
-    flops_per_window = 10.0 * spec.batch_size * spec.n * group.m * len(group.model_index) * spec.log_every
-    return int(min(total, max(1, round(_CHUNK_FLOPS / flops_per_window))))
+        return min(spec.num_logs, max(1, spec.chunk_steps // spec.log_every))
+    windows = _CHUNK_FLOPS / (the_plan.flops_per_step * spec.log_every)
+    return int(min(spec.num_logs, max(1, round(windows))))
 
 
 def run_sweep(spec: SweepSpec, out: str | Path | None = None) -> results.Run:
@@ -204,37 +242,33 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None) -> results.Run:
     spec = spec.validate()
     if out is not None:
         results.prepare_run_dir(out)
-    rows = model_table(spec)
-    groups = width_groups(spec, rows)
-    losses = np.zeros((len(rows), spec.num_logs), np.float32)
-    params = {}
-    progress = _progress(spec, len(rows) * spec.steps)
+    the_plan = plan(spec)
+    init, train_chunk = compile_plan(the_plan.static)
+    groups = jax.device_put(tuple(g.arrays for g in the_plan.groups))
+    streams = jax.device_put(the_plan.data)
+    losses = np.zeros((len(the_plan.rows), spec.num_logs), np.float32)
+    progress = _progress(spec, len(the_plan.rows) * spec.steps)
     started = time.perf_counter()
-    for group in groups:
-        init, train_chunk = _compiled(
-            spec.n, group.m, spec.batch_size, spec.log_every, spec.steps, spec.warmup_steps, spec.final_lr_fraction
-        )
-        arrays = jax.device_put(group.arrays)
-        state = init(arrays)
-        chunk = _chunk_windows(spec, group)
-        done = 0
-        while done < spec.num_logs:
-            windows = min(chunk, spec.num_logs - done)
-            state, logs = train_chunk(state, arrays, jnp.int32(done * spec.log_every), num_windows=windows)
-            logs = np.asarray(logs).reshape(windows, -1)
-            losses[group.model_index, done : done + windows] = logs.T
-            done += windows
-            progress.set_postfix_str(f"m={group.m}", refresh=False)
-            progress.update(windows * spec.log_every * len(group.model_index))
-        final = jax.device_get(state["params"])
+    states = init(groups)
+    chunk, done = _chunk_windows(the_plan), 0
+    while done < spec.num_logs:
+        windows = min(chunk, spec.num_logs - done)
+        states, logs = train_chunk(states, groups, streams, jnp.int32(done * spec.log_every), num_windows=windows)
+        for group, log in zip(the_plan.groups, logs, strict=True):
+            losses[group.model_index, done : done + windows] = np.asarray(log).reshape(windows, -1).T
+        done += windows
+        progress.update(windows * spec.log_every * len(the_plan.rows))
+    progress.close()
+    params = {}
+    for group, state in zip(the_plan.groups, jax.device_get(states), strict=True):
+        final = state["params"]
         params[group.m] = {
             "W": final["W"].reshape(-1, spec.n, group.m),
             "b": final["b"].reshape(-1, spec.n),
             "index": group.model_index,
         }
-    progress.close()
     info = {"seconds": time.perf_counter() - started, "device": str(jax.devices()[0].device_kind)}
-    run = results.Run(spec=spec, models=rows, losses=losses, params=params, info=info)
+    run = results.Run(spec=spec, models=the_plan.rows, losses=losses, params=params, info=info)
     if out is not None:
         results.save_run(run, out)
     return run

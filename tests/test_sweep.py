@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from supjax import SweepSpec, load_run, run_sweep
-from supjax.sweep import _compiled
+from supjax.sweep import compile_plan
 
 
 def test_a_vmapped_model_trains_as_it_would_alone():
@@ -87,9 +87,9 @@ def test_run_directory_round_trips(tiny_spec, tmp_path):
 
 def test_grid_values_are_traced_not_compiled_in(tiny_spec):
     run_sweep(tiny_spec)
-    before = _compiled.cache_info().misses
+    before = compile_plan.cache_info().misses
     run_sweep(tiny_spec.replace(weight_decays=(-0.3, 0.7), alphas=(1.7,), lr=0.02, seeds=(5,)))
-    assert _compiled.cache_info().misses == before
+    assert compile_plan.cache_info().misses == before
 
 
 @pytest.mark.parametrize("m", [4, 8])
