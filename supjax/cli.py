@@ -38,11 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", help="run directory (default: supjax-demo-<time>)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    bench = commands.add_parser("bench", help="measure model-steps/s of a named workload")
+    bench.add_argument("workload", nargs="?", default="paper-slice", help="paper-slice, paper-grid or large")
+    bench.add_argument("--steps", type=int, default=20, help="timed steps of every model (after a warm-up)")
+    bench.add_argument("--baseline", action="store_true", help="also run the paper's one-model-at-a-time loop")
+    bench.add_argument("--baseline-steps", type=int, default=20, help="timed steps of each baseline model")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "sweep":
             spec = SweepSpec.from_toml(args.config, args.set)
             return _sweep(spec, args.out, args.quiet)
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "demo":
             return _demo(args.out or time.strftime("supjax-demo-%Y%m%d-%H%M%S"), args.quiet)
     except ConfigError as err:
@@ -61,6 +70,37 @@ def _sweep(spec: SweepSpec, out: str, quiet: bool) -> int:
         spec = spec.replace(progress=False)
     run = run_sweep(spec, out=out)
     print(f"supjax: trained {spec.num_models} models x {spec.steps} steps in {run.info['seconds']:.1f} s; wrote {out}")
+    return 0
+
+
+def _bench(args) -> int:
+    import json
+
+    from supjax import bench
+
+    if args.workload not in bench.WORKLOADS:
+        raise ConfigError("workload", args.workload, f"choose one of {', '.join(bench.WORKLOADS)}")
+    for flag in ("steps", "baseline_steps"):
+        if getattr(args, flag) <= 0:
+            raise ConfigError(f"--{flag.replace('_', '-')}", getattr(args, flag), "must be a positive integer")
+    result = bench.run(args.workload, args.steps, args.baseline_steps if args.baseline else None)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    ours = result["supjax"]
+    print(f"{result['workload']} on {result['device']}: n = {result['n']}, B = {result['batch_size']}")
+    rows = [("supjax", ours, f"{ours['models']} models, compile {ours['compile_s']:.1f} s")]
+    if "baseline" in result:
+        models = result["baseline"]["models"]
+        rows.append(("baseline", result["baseline"], f"the paper's loop and data recipe, {models} models"))
+        rows.append(
+            ("  sampler", result["baseline_sampler"], f"the paper's loop with supjax's sampler, {models} models")
+        )
+    for name, r, note in rows:
+        rate, flops = r["model_steps_per_s"], r["dense_flops_per_s"] / 1e9
+        print(f"  {name:<9} {rate:10.1f} model-steps/s {flops:8.1f} GFLOP/s dense  ({note})")
+    if "ratio" in result:
+        print(f"  ratio     {result['ratio']:10.2f}x  (with the same sampler: {result['ratio_sampler']:.2f}x)")
     return 0
 
 

@@ -36,8 +36,9 @@ class ConfigError(ValueError):
         super().__init__(f"config field '{field_name}' = {value!r}: {fix}")
 
 
-# Fields that change results: two runs agreeing on these agree bitwise on one backend.
-# `chunk_steps` and `progress` only change how the work is driven and shown.
+# Fields that change results: two runs agreeing on these agree bitwise on one backend
+# (with the same batch_tile). `chunk_steps`, `batch_tile` and `progress` only change how
+# the work is driven and shown (batch_tile: float32 summation order).
 RESULT_FIELDS = (
     "n",
     "batch_size",
@@ -100,8 +101,9 @@ class SweepSpec:
     final_lr_fraction: float = 0.05
     # data
     shared_data: bool = True
-    # driving (does not change results)
+    # driving (does not change results beyond float32 summation order)
     chunk_steps: int | None = None
+    batch_tile: int | None = None
     progress: bool = True
 
     def __post_init__(self):
@@ -192,6 +194,12 @@ class SweepSpec:
         _nonneg_int("warmup_steps", self.warmup_steps)
         if self.chunk_steps is not None:
             _positive_int("chunk_steps", self.chunk_steps)
+        if self.batch_tile is not None:
+            _positive_int("batch_tile", self.batch_tile)
+            if self.batch_size % self.batch_tile:
+                raise ConfigError(
+                    "batch_tile", self.batch_tile, f"must divide batch_size = {self.batch_size}; or leave it unset"
+                )
         for name in ("lr_width_scaling", "shared_data", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "must be true or false")

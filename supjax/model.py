@@ -39,3 +39,41 @@ def loss(params: Params, x: jax.Array) -> jax.Array:
     sum_i E[x_i^2] = (4/3) sum_i p_i.
     """
     return jnp.mean(jnp.sum(jnp.square(forward(params, x) - x), axis=-1))
+
+
+def mse_and_grad(params: Params, x: jax.Array, batch_tile: int | None = None) -> tuple[jax.Array, Params]:
+    """``jax.value_and_grad(mean_squared_error)`` written out, one batch tile at a time.
+
+    With h = x W, z = h W^T + b, r = ReLU(z) - x and dz = 2 r 1[z > 0] / (B n):
+    dL/dW = x^T (dz W) + dz^T h and dL/db = sum_b dz. Equal to autodiff up to float32
+    summation order. Scanning over tiles of ``batch_tile`` rows (a divisor of B; None
+    for the whole batch) keeps each tile's [tile, n] intermediates in cache, which on
+    a CPU halves the time of a vmapped step; on a GPU one tile (the whole batch) is best.
+    """
+    W, b = params["W"], params["b"]
+    batch, n = x.shape
+    tile = batch if batch_tile is None else batch_tile
+    if batch % tile:
+        raise ValueError(f"batch_tile = {tile} must divide the batch size {batch}")
+    scale = 2.0 / x.size
+
+    def one_tile(carry, x_tile):
+        grad_w, grad_b, total = carry
+        hidden = x_tile @ W
+        z = hidden @ W.T + b
+        residual = jax.nn.relu(z) - x_tile
+        dz = jnp.where(z > 0, residual, 0.0) * scale
+        grad_w = grad_w + x_tile.T @ (dz @ W) + dz.T @ hidden
+        return (grad_w, grad_b + dz.sum(0), total + jnp.sum(jnp.square(residual))), None
+
+    start = (jnp.zeros_like(W), jnp.zeros_like(b), jnp.zeros((), x.dtype))
+    (grad_w, grad_b, total), _ = jax.lax.scan(one_tile, start, x.reshape(batch // tile, tile, n))
+    return total / x.size, {"W": grad_w, "b": grad_b}
+
+
+def default_batch_tile(batch_size: int, platform: str) -> int:
+    """Rows per tile for :func:`mse_and_grad`: about 256 on a CPU, the whole batch elsewhere."""
+    if platform != "cpu" or batch_size <= 512:
+        return batch_size
+    divisors = [t for t in range(128, 513) if batch_size % t == 0]
+    return min(divisors, key=lambda t: abs(t - 256)) if divisors else batch_size

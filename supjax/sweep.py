@@ -31,6 +31,7 @@ from supjax import data, model, optim, results
 from supjax.config import SweepSpec
 
 _INIT_TAG, _DATA_TAG = 1, 2
+HYPER_FIELDS = ("weight_decay", "lr_w", "lr_b")
 # Aim for about this much dense work per compiled chunk: seconds on a CPU, tens of ms on
 # a GPU; chunk boundaries are where the progress bar moves and results come back.
 _CHUNK_FLOPS = 5e11
@@ -61,7 +62,8 @@ class Plan:
         """Everything that sets shapes or loop lengths: the cache key of the compiled program."""
         s = self.spec
         layout = tuple((g.m, g.shape, g.streams) for g in self.groups)
-        return (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction, layout)
+        tile = s.batch_tile or model.default_batch_tile(s.batch_size, jax.default_backend())
+        return (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction, tile, layout)
 
     @property
     def flops_per_step(self) -> float:
@@ -127,7 +129,7 @@ def plan(spec: SweepSpec) -> Plan:
             "init_keys": jnp.stack(
                 [jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows]
             ),
-            **{k: np.array([r[k] for r in group_rows], np.float32) for k in ("weight_decay", "lr_w", "lr_b")},
+            **{k: np.array([r[k] for r in group_rows], np.float32) for k in HYPER_FIELDS},
         }
         arrays = {k: v.reshape(shape) for k, v in arrays.items()}
         groups.append(WidthGroup(m, np.array([r["index"] for r in group_rows]), shape, span, arrays))
@@ -153,10 +155,13 @@ def plan(spec: SweepSpec) -> Plan:
     return Plan(spec, rows, tuple(groups), data_arrays)
 
 
-@functools.lru_cache(maxsize=32)
-def compile_plan(static: tuple):
-    """The init and chunk programs for a :attr:`Plan.static`; cached across sweeps."""
-    n, batch_size, log_every, steps, warmup_steps, final_fraction, layout = static
+def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float, batch_tile: int | None = None):
+    """``(init_one, step_one)`` for ONE model; hyperparameters arrive as traced scalars.
+
+    ``init_one(key, hyper, m) -> state`` and ``step_one(state, hyper, x) -> (state, loss)``
+    with ``hyper = {"weight_decay", "lr_w", "lr_b"}`` and the reported loss n x MSE of
+    the batch before the update. ``batch_tile``: see :func:`supjax.model.mse_and_grad`.
+    """
 
     def optimizer(hyper):
         def schedule(peak):
@@ -169,16 +174,25 @@ def compile_plan(static: tuple):
         return {"params": params, "opt_state": optimizer(hyper).init(params)}
 
     def step_one(state, hyper, x):
-        mse, grads = jax.value_and_grad(model.mean_squared_error)(state["params"], x)
+        mse, grads = model.mse_and_grad(state["params"], x, batch_tile)
         updates, opt_state = optimizer(hyper).update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         return {"params": params, "opt_state": opt_state}, n * mse
+
+    return init_one, step_one
+
+
+@functools.lru_cache(maxsize=32)
+def compile_plan(static: tuple):
+    """The init and chunk programs for a :attr:`Plan.static`; cached across sweeps."""
+    n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, layout = static
+    init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile)
 
     # [D, G] models: map the batch over D, broadcast it over G.
     step_group = jax.vmap(jax.vmap(step_one, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
 
     def hyper_of(arrays):
-        return {k: arrays[k] for k in ("weight_decay", "lr_w", "lr_b")}
+        return {k: arrays[k] for k in HYPER_FIELDS}
 
     @jax.jit
     def init(groups):

@@ -29,3 +29,25 @@ def test_loss_is_n_times_mse_and_zero_model_costs_four_thirds_e():
     loss = float(model.loss(zero, x))
     assert loss == pytest.approx(n * float(model.mean_squared_error(zero, x)), rel=1e-5)
     assert loss == pytest.approx(4 / 3 * p.sum(), rel=0.02)
+
+
+@pytest.mark.parametrize("tile", [None, 64, 16])
+def test_hand_written_gradient_equals_autodiff(tile):
+    n, m = 120, 7
+    params = model.init_params(jax.random.key(5), n, m)
+    params["b"] = params["b"] - 0.5  # some units off, some on: both branches of the ReLU
+    x = data.sample_features(jax.random.key(6), data.feature_probabilities("power:0.8", n, 0.3), 256)
+    mse, grads = model.mse_and_grad(params, x, tile)
+    ref_mse, ref_grads = jax.value_and_grad(model.mean_squared_error)(params, x)
+    np.testing.assert_allclose(mse, ref_mse, rtol=1e-5)
+    for k in ("W", "b"):
+        np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-4, atol=1e-7)
+
+
+def test_batch_tile_choice():
+    assert model.default_batch_tile(2048, "cpu") == 256
+    assert model.default_batch_tile(8192, "gpu") == 8192
+    assert model.default_batch_tile(300, "cpu") == 300
+    assert model.default_batch_tile(1031, "cpu") == 1031  # prime: no tiling
+    with pytest.raises(ValueError, match="divide"):
+        model.mse_and_grad(model.init_params(jax.random.key(0), 10, 2), jnp.zeros((12, 10)), 5)

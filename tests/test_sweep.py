@@ -97,3 +97,27 @@ def test_training_lowers_the_loss(tiny_spec, m):
     run = run_sweep(tiny_spec.replace(widths=(m,)))
     assert np.all(np.isfinite(run.losses))
     assert np.all(run.losses[:, -1] < run.losses[:, 0])
+
+
+def test_benchmark_counts_are_consistent(tiny_spec):
+    from supjax import bench
+
+    ours = bench.measure(tiny_spec, 10)
+    assert ours["models"] == tiny_spec.num_models and ours["steps"] == 10
+    flops_per_model_step = 10 * tiny_spec.batch_size * tiny_spec.n * np.mean(tiny_spec.widths)
+    assert ours["dense_flops_per_s"] == pytest.approx(ours["model_steps_per_s"] * flops_per_model_step)
+    loop = bench.measure_baseline(tiny_spec, 5, "paper")
+    assert loop["models"] == len(tiny_spec.widths)
+    assert loop["dense_flops_per_s"] == pytest.approx(loop["model_steps_per_s"] * flops_per_model_step)
+
+
+def test_the_baselines_paper_recipe_draws_the_same_law():
+    import jax
+    import jax.numpy as jnp
+
+    from supjax import bench
+
+    p = np.array([0.3, 0.05, 0.0])
+    x = np.asarray(bench.paper_batch(jax.random.key(0), jnp.asarray(p, jnp.float32), 200_000), np.float64)
+    np.testing.assert_allclose(x.mean(0), p, atol=5e-3)
+    np.testing.assert_allclose((x**2).mean(0), 4 * p / 3, atol=1e-2)

@@ -1,0 +1,149 @@
+"""Throughput of named workloads, against the paper's loop run on the same device.
+
+``measure(workload, steps)`` times supjax's compiled chunk (compilation timed apart);
+``measure_baseline`` runs the paper's loop done well: one model at a time, a fresh batch
+per model per step, one call of the same jitted one-model step per Python iteration,
+data drawn inside the jitted step, no host sync per step. It runs twice: with the
+paper's data recipe (two uniforms per entry) and with supjax's one-draw sampler; the
+second ratio isolates what batching models and sharing data buy.
+Dense work is counted as 10 B n m flops per model-step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from supjax import data, sweep
+from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS, SweepSpec
+
+WORKLOADS = {
+    # exp-10: one alpha, the six paper widths, ten weight decays: 60 models.
+    "paper-slice": SweepSpec(widths=PAPER_WIDTHS, weight_decays=PAPER_WEIGHT_DECAYS, alphas=(1.0,)),
+    # exp-10 + exp-10-3: 18 data exponents in [0, 2] (the paper's two alpha ranges meet at 1): 1080 models.
+    "paper-grid": SweepSpec(alphas=tuple(np.linspace(0.0, 2.0, 18).tolist())),
+    # exp-17: n = 10240, batch 8192, m = 8..1024, width-scaled learning rates, 40000 steps.
+    "large": SweepSpec(
+        n=10240,
+        batch_size=8192,
+        widths=tuple(2**k for k in range(3, 11)),
+        weight_decays=(-1.0,),
+        alphas=(1.2,),
+        steps=40000,
+        warmup_steps=2000,
+        lr=0.02,
+        lr_width_scaling=True,
+    ),
+}
+
+
+def _device() -> str:
+    device = jax.devices()[0]
+    return f"{device.platform}:{device.device_kind}"
+
+
+def dense_flops(spec: SweepSpec, models_per_width: int) -> float:
+    """Dense flops of one step of ``models_per_width`` models at every width of ``spec``."""
+    return 10.0 * spec.batch_size * spec.n * sum(spec.widths) * models_per_width
+
+
+def measure(spec: SweepSpec, steps: int) -> dict:
+    """Train every model of ``spec`` for ``steps`` steps, after a compile; return the rates."""
+    spec = spec.replace(progress=False, log_every=1 if steps % 10 else 10)
+    the_plan = sweep.plan(spec)
+    init, train_chunk = sweep.compile_plan(the_plan.static)
+    groups = jax.device_put(tuple(g.arrays for g in the_plan.groups))
+    streams = jax.device_put(the_plan.data)
+    states = jax.block_until_ready(init(groups))
+    windows = steps // spec.log_every
+    started = time.perf_counter()
+    compiled = train_chunk.lower(states, groups, streams, jnp.int32(0), num_windows=windows).compile()
+    compile_s = time.perf_counter() - started
+    states, _ = jax.block_until_ready(compiled(states, groups, streams, jnp.int32(0)))  # warm-up
+    started = time.perf_counter()
+    states, logs = jax.block_until_ready(compiled(states, groups, streams, jnp.int32(steps)))
+    seconds = time.perf_counter() - started
+    if not all(np.isfinite(np.asarray(log)).all() for log in logs):
+        raise FloatingPointError("benchmark losses are not finite")
+    model_steps = len(the_plan.rows) * steps
+    return {
+        "models": len(the_plan.rows),
+        "steps": steps,
+        "compile_s": compile_s,
+        "seconds": seconds,
+        "model_steps_per_s": model_steps / seconds,
+        "samples_per_s": model_steps * spec.batch_size / seconds,
+        "dense_flops_per_s": the_plan.flops_per_step * steps / seconds,
+    }
+
+
+def paper_batch(key: jax.Array, p: jax.Array, batch_size: int) -> jax.Array:
+    """The paper's data recipe: ``(rand(B, n) < p) * rand(B, n) * 2``, two uniforms per entry."""
+    key_mask, key_value = jax.random.split(key)
+    shape = (batch_size, p.shape[0])
+    return (jax.random.uniform(key_mask, shape) < p) * jax.random.uniform(key_value, shape) * 2.0
+
+
+def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict:
+    """The paper's loop on one model per width of ``spec`` (the middle weight decay).
+
+    ``recipe = "paper"`` draws data as the paper's code does (two uniforms per entry);
+    ``"sampler"`` uses supjax's one-draw sampler. The step is supjax's one-model step on
+    the whole batch (untiled, the faster choice for one model at a time).
+    """
+    init_one, step_one = sweep.one_model_step(spec.n, spec.steps, spec.warmup_steps, spec.final_lr_fraction)
+    p = data.feature_probabilities(spec.distributions[0], spec.n)
+    thresholds, scales = (jnp.asarray(a) for a in data.sampler_tables(p))
+    p = jnp.asarray(p, jnp.float32)
+    gamma = spec.weight_decays[len(spec.weight_decays) // 2]
+
+    @jax.jit
+    def paper_step(state, hyper, key, t):
+        key = jax.random.fold_in(key, t)
+        if recipe == "paper":
+            x = paper_batch(key, p, spec.batch_size)
+        else:
+            x = data.features_from_bits(jax.random.bits(key, (spec.batch_size, spec.n), jnp.uint32), thresholds, scales)
+        return step_one(state, hyper, x)
+
+    seconds = 0.0
+    for i, m in enumerate(spec.widths):
+        hyper = {"weight_decay": jnp.float32(gamma), "lr_w": jnp.float32(spec.lr), "lr_b": jnp.float32(spec.lr)}
+        key = jax.random.key(i)
+        state = init_one(key, hyper, m)
+        for t in range(2):  # compile this width's shapes
+            state, loss = paper_step(state, hyper, key, jnp.int32(t))
+        jax.block_until_ready(state)
+        started = time.perf_counter()
+        losses = []
+        for t in range(steps):
+            state, loss = paper_step(state, hyper, key, jnp.int32(t))
+            losses.append(loss)
+        jax.block_until_ready((state, losses))
+        seconds += time.perf_counter() - started
+    model_steps = len(spec.widths) * steps
+    return {
+        "recipe": recipe,
+        "models": len(spec.widths),
+        "steps": steps,
+        "seconds": seconds,
+        "model_steps_per_s": model_steps / seconds,
+        "dense_flops_per_s": dense_flops(spec, 1) * steps / seconds,
+    }
+
+
+def run(workload: str, steps: int, baseline_steps: int | None = None) -> dict:
+    """Measure ``workload`` (and the paper's loop when ``baseline_steps``) in one process."""
+    spec = WORKLOADS[workload]
+    result = {"workload": workload, "device": _device(), "n": spec.n, "batch_size": spec.batch_size}
+    result["supjax"] = measure(spec, steps)
+    if baseline_steps:
+        rate = result["supjax"]["model_steps_per_s"]
+        result["baseline"] = measure_baseline(spec, baseline_steps, "paper")
+        result["ratio"] = rate / result["baseline"]["model_steps_per_s"]
+        result["baseline_sampler"] = measure_baseline(spec, baseline_steps, "sampler")
+        result["ratio_sampler"] = rate / result["baseline_sampler"]["model_steps_per_s"]
+    return result
