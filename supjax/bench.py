@@ -107,7 +107,7 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
             x = paper_batch(key, p, spec.batch_size)
         else:
             x = data.features_from_bits(jax.random.bits(key, (spec.batch_size, spec.n), jnp.uint32), thresholds, scales)
-        return step_one(state, hyper, x)
+        return step_one(state, hyper, x, t)
 
     seconds = 0.0
     for i, m in enumerate(spec.widths):
@@ -133,6 +133,29 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
         "model_steps_per_s": model_steps / seconds,
         "dense_flops_per_s": dense_flops(spec, 1) * steps / seconds,
     }
+
+
+def machine_limits(size: int = 2048, repeats: int = 5) -> dict:
+    """Measured float32 matrix-product flop/s and streaming bandwidth of the default device.
+
+    The roofline against which a step is judged: a square ``size`` matmul for compute,
+    ``y = 2 x + 1`` over 256 MB for memory (bytes read plus written).
+    """
+
+    def best_time(fn, *args):
+        jax.block_until_ready(fn(*args))
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    a = jnp.ones((size, size), jnp.float32)
+    matmul = best_time(jax.jit(lambda a: a @ a), a)
+    x = jnp.ones((64, 1024, 1024), jnp.float32)
+    stream = best_time(jax.jit(lambda x: 2.0 * x + 1.0), x)
+    return {"matmul_flops_per_s": 2.0 * size**3 / matmul, "bandwidth_bytes_per_s": 2.0 * x.nbytes / stream}
 
 
 def run(workload: str, steps: int, baseline_steps: int | None = None) -> dict:

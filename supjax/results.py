@@ -4,7 +4,8 @@ A run directory holds
 
 * ``config.toml``: the resolved SweepSpec (``supjax sweep DIR/config.toml`` reruns it);
 * ``models.csv``: one row per model (index, m, weight_decay, distribution, alpha,
-  activation_density, expected_active, seed, lr_w, lr_b);
+  activation_density, expected_active, seed, lr_w, lr_b, diverged_at: the step its loss
+  stopped being finite, -1 if never);
 * ``losses.npy``: ``[models, steps // log_every]`` float32, window means of n x MSE;
 * ``params/m{m}.npz``: final ``W: [k, n, m]``, ``b: [k, n]`` and ``index: [k]`` of each width;
 * ``run.json``: versions, device, wall time.
@@ -37,6 +38,7 @@ COLUMNS = (
     "seed",
     "lr_w",
     "lr_b",
+    "diverged_at",
 )
 
 
@@ -66,6 +68,7 @@ class Run:
 
         frame = pd.DataFrame(self.models, columns=COLUMNS)
         frame["final_loss"] = self.final_loss()
+        frame["diverged"] = frame["diverged_at"] >= 0
         return frame
 
 
@@ -130,7 +133,7 @@ def to_toml(values: dict) -> str:
 
 def _typed_row(row: dict) -> dict:
     out = dict(row)
-    for key in ("index", "m", "seed"):
+    for key in ("index", "m", "seed", "diverged_at"):
         out[key] = int(row[key])
     for key in ("weight_decay", "alpha", "activation_density", "expected_active", "lr_w", "lr_b"):
         out[key] = float(row[key]) if row[key] not in ("", "nan") else math.nan

@@ -158,9 +158,11 @@ def plan(spec: SweepSpec) -> Plan:
 def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float, batch_tile: int | None = None):
     """``(init_one, step_one)`` for ONE model; hyperparameters arrive as traced scalars.
 
-    ``init_one(key, hyper, m) -> state`` and ``step_one(state, hyper, x) -> (state, loss)``
-    with ``hyper = {"weight_decay", "lr_w", "lr_b"}`` and the reported loss n x MSE of
-    the batch before the update. ``batch_tile``: see :func:`supjax.model.mse_and_grad`.
+    ``init_one(key, hyper, m) -> state`` and ``step_one(state, hyper, x, t) -> (state, loss)``
+    with ``hyper = {"weight_decay", "lr_w", "lr_b"}``, ``t`` the step number, and the
+    reported loss n x MSE of the batch before the update (NaN once the model diverged:
+    its state then stays frozen and ``state["diverged_at"]`` holds the step, else -1).
+    ``batch_tile``: see :func:`supjax.model.mse_and_grad`.
     """
 
     def optimizer(hyper):
@@ -171,13 +173,20 @@ def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float,
 
     def init_one(key, hyper, m):
         params = model.init_params(key, n, m)
-        return {"params": params, "opt_state": optimizer(hyper).init(params)}
+        return {"params": params, "opt_state": optimizer(hyper).init(params), "diverged_at": jnp.int32(-1)}
 
-    def step_one(state, hyper, x):
+    def step_one(state, hyper, x, t):
         mse, grads = model.mse_and_grad(state["params"], x, batch_tile)
         updates, opt_state = optimizer(hyper).update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "opt_state": opt_state}, n * mse
+        # A model whose loss or weights stop being finite keeps its last finite state and
+        # the step it diverged at; vmapped neighbours never see its NaNs.
+        finite = jnp.isfinite(mse) & jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+        alive = state["diverged_at"] < 0
+        new = {"params": params, "opt_state": opt_state}
+        kept = jax.tree.map(lambda a, b: jnp.where(alive & finite, a, b), new, {k: state[k] for k in new})
+        kept["diverged_at"] = jnp.where(alive & ~finite, t, state["diverged_at"]).astype(jnp.int32)
+        return kept, jnp.where(alive, n * mse, jnp.nan)
 
     return init_one, step_one
 
@@ -189,7 +198,7 @@ def compile_plan(static: tuple):
     init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile)
 
     # [D, G] models: map the batch over D, broadcast it over G.
-    step_group = jax.vmap(jax.vmap(step_one, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
+    step_group = jax.vmap(jax.vmap(step_one, in_axes=(0, 0, None, None)), in_axes=(0, 0, 0, None))
 
     def hyper_of(arrays):
         return {k: arrays[k] for k in HYPER_FIELDS}
@@ -217,7 +226,7 @@ def compile_plan(static: tuple):
             x = batch(streams, t)
             states, totals = [], []
             for (_, _, (lo, hi)), state, total, hyper in zip(layout, *carry, hypers, strict=True):
-                state, loss = step_group(state, hyper, x[lo:hi])
+                state, loss = step_group(state, hyper, x[lo:hi], t)
                 states.append(state)
                 totals.append(total + loss)
             return (tuple(states), tuple(totals)), None
@@ -244,9 +253,10 @@ def _chunk_windows(the_plan: Plan) -> int:
 def run_sweep(spec: SweepSpec, out: str | Path | None = None) -> results.Run:
     """Train every model of ``spec``; write the run directory ``out`` if given.
 
-    Returns a :class:`supjax.results.Run`: the model table, loss curves
-    ``losses: [models, steps // log_every]`` (window means of n x MSE) and final
-    parameters. Example:
+    Returns a :class:`supjax.results.Run`: the model table (with ``diverged_at``: the
+    step a model's loss stopped being finite, -1 if never), loss curves
+    ``losses: [models, steps // log_every]`` (window means of n x MSE, NaN after a
+    divergence) and final parameters. Example:
 
         >>> run = run_sweep(SweepSpec(n=100, widths=(8,), weight_decays=(-1.0, 1.0), steps=200,
         ...                           warmup_steps=20, batch_size=256, progress=False))
@@ -256,7 +266,15 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None) -> results.Run:
     spec = spec.validate()
     if out is not None:
         results.prepare_run_dir(out)
-    the_plan = plan(spec)
+    run = train(plan(spec))
+    if out is not None:
+        results.save_run(run, out)
+    return run
+
+
+def train(the_plan: Plan) -> results.Run:
+    """Train the models of a :class:`Plan` for all its steps."""
+    spec = the_plan.spec
     init, train_chunk = compile_plan(the_plan.static)
     groups = jax.device_put(tuple(g.arrays for g in the_plan.groups))
     streams = jax.device_put(the_plan.data)
@@ -273,6 +291,7 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None) -> results.Run:
         done += windows
         progress.update(windows * spec.log_every * len(the_plan.rows))
     progress.close()
+    rows = [dict(row) for row in the_plan.rows]
     params = {}
     for group, state in zip(the_plan.groups, jax.device_get(states), strict=True):
         final = state["params"]
@@ -281,11 +300,10 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None) -> results.Run:
             "b": final["b"].reshape(-1, spec.n),
             "index": group.model_index,
         }
+        for index, step in zip(group.model_index, state["diverged_at"].reshape(-1), strict=True):
+            rows[index]["diverged_at"] = int(step)
     info = {"seconds": time.perf_counter() - started, "device": str(jax.devices()[0].device_kind)}
-    run = results.Run(spec=spec, models=the_plan.rows, losses=losses, params=params, info=info)
-    if out is not None:
-        results.save_run(run, out)
-    return run
+    return results.Run(spec=spec, models=rows, losses=losses, params=params, info=info)
 
 
 def _progress(spec: SweepSpec, total: int):

@@ -121,3 +121,21 @@ def test_the_baselines_paper_recipe_draws_the_same_law():
     x = np.asarray(bench.paper_batch(jax.random.key(0), jnp.asarray(p, jnp.float32), 200_000), np.float64)
     np.testing.assert_allclose(x.mean(0), p, atol=5e-3)
     np.testing.assert_allclose((x**2).mean(0), 4 * p / 3, atol=1e-2)
+
+
+def test_a_diverging_model_is_frozen_flagged_and_harms_no_neighbour(tiny_spec):
+    from supjax import sweep
+
+    healthy = sweep.train(sweep.plan(tiny_spec))
+    the_plan = sweep.plan(tiny_spec)
+    the_plan.groups[1].arrays["lr_w"][0, 0] = 1e30  # model 2: m = 8, gamma = -1
+    broken = sweep.train(the_plan)
+    victim = int(the_plan.groups[1].model_index[0])
+    assert broken.models[victim]["diverged_at"] >= 0
+    assert np.isnan(broken.losses[victim, -1]) and np.isnan(broken.final_loss()[victim])
+    W, _ = broken.weights(victim)
+    assert np.all(np.isfinite(W))  # frozen at its last finite state
+    others = [i for i in range(tiny_spec.num_models) if i != victim]
+    assert all(broken.models[i]["diverged_at"] == -1 for i in others)
+    np.testing.assert_array_equal(broken.losses[others], healthy.losses[others])
+    assert broken.table()["diverged"].tolist() == [i == victim for i in range(tiny_spec.num_models)]
