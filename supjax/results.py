@@ -7,6 +7,7 @@ A run directory holds
   activation_density, expected_active, seed, lr_w, lr_b, diverged_at: the step its loss
   stopped being finite, -1 if never);
 * ``losses.npy``: ``[models, steps // log_every]`` float32, window means of n x MSE;
+* ``probabilities.npz``: the feature frequencies p: [n] of every distribution and density;
 * ``params/m{m}.npz``: final ``W: [k, n, m]``, ``b: [k, n]`` and ``index: [k]`` of each width;
 * ``run.json``: versions, device, wall time.
 
@@ -50,6 +51,7 @@ class Run:
     models: list[dict]
     losses: np.ndarray  # [models, logs]
     params: dict[int, dict[str, np.ndarray]]  # width -> {"W": [k, n, m], "b": [k, n], "index": [k]}
+    probabilities: dict[str, np.ndarray]  # distribution_key(label, density) -> p: [n]
     info: dict = field(default_factory=dict)
 
     def weights(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,9 +60,20 @@ class Run:
         k = int(np.flatnonzero(group["index"] == index)[0])
         return group["W"][k], group["b"][k]
 
-    def final_loss(self, last_logs: int = 100) -> np.ndarray:
-        """Mean of the last ``last_logs`` logged losses of every model: ``[models]``."""
-        return self.losses[:, -last_logs:].mean(axis=1)
+    def feature_probabilities(self, index: int) -> np.ndarray:
+        """The feature frequencies p: [n] that model ``index`` was trained on."""
+        row = self.models[index]
+        return self.probabilities[distribution_key(row["distribution"], row["activation_density"])]
+
+    def final_loss(self, last_steps: int = 100) -> np.ndarray:
+        """Mean loss over the last ``last_steps`` training steps of every model: ``[models]``.
+
+        The paper's final loss (its code logs every step); with ``log_every`` > 1 this is
+        the mean of the last ``last_steps // log_every`` logged windows (at least one).
+        NaN for a model that diverged.
+        """
+        windows = max(1, last_steps // self.spec.log_every)
+        return self.losses[:, -windows:].mean(axis=1)
 
     def table(self):
         """The model table as a pandas DataFrame, with ``final_loss``."""
@@ -70,6 +83,11 @@ class Run:
         frame["final_loss"] = self.final_loss()
         frame["diverged"] = frame["diverged_at"] >= 0
         return frame
+
+
+def distribution_key(label: str, activation_density: float) -> str:
+    """The name under which a run stores the probabilities of a distribution and density."""
+    return f"{label}@{float(activation_density)!r}"
 
 
 def prepare_run_dir(path: str | Path) -> Path:
@@ -99,6 +117,7 @@ def save_run(run: Run, path: str | Path) -> None:
         writer.writeheader()
         writer.writerows(run.models)
     np.save(path / "losses.npy", run.losses)
+    np.savez(path / "probabilities.npz", **run.probabilities)
     for m, group in run.params.items():
         np.savez(path / "params" / f"m{m}.npz", **group)
     _write_atomic(path / "run.json", json.dumps(run.info, indent=2) + "\n")
@@ -107,7 +126,7 @@ def save_run(run: Run, path: str | Path) -> None:
 def load_run(path: str | Path) -> Run:
     """Read a run directory written by ``supjax sweep`` or :func:`supjax.run_sweep`."""
     path = Path(path)
-    for name in ("config.toml", "models.csv", "losses.npy"):
+    for name in ("config.toml", "models.csv", "losses.npy", "probabilities.npz"):
         if not (path / name).is_file():
             raise ConfigError("RUN_DIR", str(path), f"has no {name}; pass a directory written by `supjax sweep`")
     spec = SweepSpec.from_toml(path / "config.toml")
@@ -117,8 +136,10 @@ def load_run(path: str | Path) -> Run:
     for file in sorted((path / "params").glob("m*.npz")):
         with np.load(file) as z:
             params[int(file.stem[1:])] = {k: z[k] for k in z.files}
+    with np.load(path / "probabilities.npz") as z:
+        probabilities = {k: z[k] for k in z.files}
     info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
-    return Run(spec=spec, models=models, losses=np.load(path / "losses.npy"), params=params, info=info)
+    return Run(spec, models, np.load(path / "losses.npy"), params, probabilities, info)
 
 
 def to_toml(values: dict) -> str:

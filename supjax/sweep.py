@@ -302,8 +302,13 @@ def train(the_plan: Plan) -> results.Run:
         }
         for index, step in zip(group.model_index, state["diverged_at"].reshape(-1), strict=True):
             rows[index]["diverged_at"] = int(step)
+    probabilities = {
+        results.distribution_key(label, density): data.feature_probabilities(label, spec.n, density)
+        for label in spec.distributions
+        for density in spec.activation_densities
+    }
     info = {"seconds": time.perf_counter() - started, "device": str(jax.devices()[0].device_kind)}
-    return results.Run(spec=spec, models=rows, losses=losses, params=params, info=info)
+    return results.Run(spec, rows, losses, params, probabilities, info)
 
 
 def _progress(spec: SweepSpec, total: int):

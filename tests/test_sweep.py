@@ -139,3 +139,17 @@ def test_a_diverging_model_is_frozen_flagged_and_harms_no_neighbour(tiny_spec):
     assert all(broken.models[i]["diverged_at"] == -1 for i in others)
     np.testing.assert_array_equal(broken.losses[others], healthy.losses[others])
     assert broken.table()["diverged"].tolist() == [i == victim for i in range(tiny_spec.num_models)]
+
+
+def test_run_keeps_the_feature_probabilities_it_trained_on(tiny_spec, tmp_path):
+    from supjax import data
+
+    spec = tiny_spec.replace(distribution=("power", "linear"), activation_densities=(0.0, 0.5))
+    run = run_sweep(spec, out=tmp_path / "run")
+    loaded = load_run(tmp_path / "run")
+    for row in loaded.models:
+        expected = data.feature_probabilities(row["distribution"], spec.n, row["activation_density"])
+        np.testing.assert_array_equal(loaded.feature_probabilities(row["index"]), expected)
+    assert run.final_loss(100).shape == (spec.num_models,)
+    # The final loss averages the last 100 steps: 10 windows of log_every = 10.
+    np.testing.assert_allclose(run.final_loss(100), run.losses[:, -10:].mean(1))
