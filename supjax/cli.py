@@ -7,19 +7,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from supjax.config import ConfigError, SweepSpec
 
-# The embedded demo: both regimes over six widths, about two minutes on 2 CPU cores.
+# The embedded demo: both regimes, six widths, two data exponents; under two minutes on 2 CPU cores.
 DEMO = SweepSpec(
-    n=400,
+    n=300,
     batch_size=1024,
     widths=(8, 12, 16, 24, 32, 48),
-    weight_decays=(-1.0, 1.0),
-    alphas=(1.0,),
-    steps=2500,
-    warmup_steps=250,
+    weight_decays=(-1.0, -0.3, 0.3, 1.0),
+    alphas=(0.8, 1.4),
+    steps=2000,
+    warmup_steps=200,
     log_every=10,
 )
 
@@ -38,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", help="run directory (default: supjax-demo-<time>)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    analyze = commands.add_parser("analyze", help="write summary.csv and exponents.csv of a run")
+    analyze.add_argument("run", help="run directory")
+
+    plot = commands.add_parser("plot", help="draw the paper's figures for a run (analyses it first if needed)")
+    plot.add_argument("run", help="run directory")
+    plot.add_argument("--out", help="figure directory (default: RUN/figures)")
+
     bench = commands.add_parser("bench", help="measure model-steps/s of a named workload")
     bench.add_argument("workload", nargs="?", default="paper-slice", help="paper-slice, paper-grid or large")
     bench.add_argument("--steps", type=int, default=20, help="timed steps of every model (after a warm-up)")
@@ -50,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             spec = SweepSpec.from_toml(args.config, args.set)
             return _sweep(spec, args.out, args.quiet)
+        if args.command == "analyze":
+            return _analyze(args.run)
+        if args.command == "plot":
+            return _plot(args.run, args.out)
         if args.command == "bench":
             return _bench(args)
         if args.command == "demo":
@@ -104,24 +113,58 @@ def _bench(args) -> int:
     return 0
 
 
+def _analyze(path: str) -> int:
+    from supjax import analysis
+
+    summary, exponents = analysis.analyze(path)
+    _print_exponents(exponents)
+    print(f"wrote {Path(path) / 'summary.csv'} ({len(summary)} models) and {Path(path) / 'exponents.csv'}")
+    return 0
+
+
+def _print_exponents(exponents) -> None:
+    pooled = exponents[exponents["seed"].astype(str) == "all"]
+    print(f"{'distribution':<16} {'s':>4} {'gamma':>6} {'alpha_m':>8} {'stderr':>7} {'R^2':>6}  regime")
+    for row in pooled.itertuples():
+        print(
+            f"{row.distribution:<16} {row.activation_density:>4.2g} {row.weight_decay:>6.2f} "
+            f"{row.model_exponent:>8.3f} {row.stderr:>7.3f} {row.r2:>6.3f}  {row.regime}"
+        )
+
+
+def _plot(path: str, out: str | None) -> int:
+    from supjax import analysis, plots
+
+    if not (Path(path) / "summary.csv").is_file():
+        analysis.analyze(path)
+    written, skipped = plots.plot_run(path, out)
+    for note in skipped:
+        print(f"skipped {note}")
+    print(f"wrote {len(written)} files to {written[0].parent}")
+    return 0
+
+
 def _demo(out: str, quiet: bool) -> int:
+    from supjax import analysis, plots
     from supjax.sweep import run_sweep
 
     spec = DEMO.replace(progress=not quiet)
-    print(f"supjax demo: {spec.num_models} models (n = {spec.n}, widths {list(spec.widths)}, gamma = -1 and +1)")
+    print(
+        f"supjax demo: {spec.num_models} models (n = {spec.n}, widths {list(spec.widths)}, "
+        f"gamma in {list(spec.weight_decays)}, alpha in {list(spec.alphas)})"
+    )
     run = run_sweep(spec, out=out)
-    final = run.final_loss()
-    print(f"\n{'m':>4} {'gamma':>6} {'loss':>8} {'rows > 1/2':>10}")
-    for row, loss in zip(run.models, final, strict=True):
-        W, _ = run.weights(row["index"])
-        represented = float(np.mean(np.linalg.norm(W, axis=1) > 0.5))
-        print(f"{row['m']:>4} {row['weight_decay']:>6.1f} {loss:>8.4f} {represented:>10.2f}")
-    for gamma in spec.weight_decays:
-        pick = [i for i, r in enumerate(run.models) if r["weight_decay"] == gamma]
-        slope = np.polyfit(np.log([run.models[i]["m"] for i in pick]), np.log(final[pick]), 1)[0]
-        regime = "strong superposition" if gamma < 0 else "weak superposition"
-        print(f"gamma = {gamma:+.0f} ({regime}): loss ~ m^{slope:.2f}")
-    print(f"\nwrote {Path(out).resolve()} in {run.info['seconds']:.0f} s")
+    summary, exponents = analysis.analyze(out)
+    written, _ = plots.plot_run(out)
+    print()
+    _print_exponents(exponents)
+    strong = summary[summary.weight_decay < 0]
+    weak = summary[summary.weight_decay > 0]
+    print(
+        f"\nrows with norm > 1/2: {strong.represented_fraction.mean():.2f} for gamma < 0 (strong superposition), "
+        f"{weak.represented_fraction.mean():.2f} for gamma > 0 (weak)"
+    )
+    print(f"trained in {run.info['seconds']:.0f} s; wrote {Path(out).resolve()} and {len(written)} figure files")
     return 0
 
 

@@ -1,0 +1,134 @@
+"""From a run directory to the paper's tables: one row per model, one row per width fit.
+
+``summarize(run)`` measures every model (losses, norms, overlaps, ETF-likeness, the
+weak-regime loss prediction) batched over the models of each width; ``fit_exponents``
+fits loss ~ m^-alpha_m over the widths of every (distribution, density, weight decay)
+group, per seed and over all seeds. ``analyze(DIR)`` writes both as CSV;
+``load_results(DIR)`` reads them back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from supjax import fit, metrics
+from supjax.config import ConfigError
+from supjax.results import Run, load_run
+
+SUMMARY_COLUMNS = (
+    "m",
+    "weight_decay",
+    "alpha",
+    "seed",
+    "activation_density",
+    "distribution",
+    "final_loss",
+    "represented_fraction",
+    "strong_fraction",
+    "mean_squared_overlap",
+    "welch_bound",
+    "etf_variance_ratio",
+    "coherence",
+    "unlearned_loss",
+    "diverged",
+    # beyond the paper's columns
+    "index",
+    "expected_active",
+    "mean_abs_overlap",
+    "welch_excess",
+    "tight_frame_distance",
+    "coherence_ratio",
+    "diverged_at",
+)
+GROUP_KEYS = ("distribution", "alpha", "activation_density", "weight_decay")
+
+
+def summarize(run: Run) -> pd.DataFrame:
+    """One row per model: the columns of :data:`SUMMARY_COLUMNS`."""
+    table = run.table()
+    measured = []
+    for group in run.params.values():
+        W = group["W"]
+        p = np.stack([run.feature_probabilities(int(i)) for i in group["index"]])
+        overlaps = metrics.overlap_statistics(W)
+        etf = metrics.etf_likeness(W)
+        measured.append(
+            pd.DataFrame(
+                {
+                    "index": group["index"],
+                    "represented_fraction": np.asarray(metrics.represented_fraction(W, 0.5)),
+                    "strong_fraction": np.asarray(metrics.represented_fraction(W, 1.0)),
+                    "mean_squared_overlap": np.asarray(overlaps.mean_squared_overlap),
+                    "mean_abs_overlap": np.asarray(overlaps.mean_abs_overlap),
+                    "coherence": np.asarray(overlaps.coherence),
+                    "welch_bound": np.asarray(etf["welch_bound"]),
+                    "welch_excess": np.asarray(etf["welch_excess"]),
+                    "etf_variance_ratio": np.asarray(etf["etf_variance_ratio"]),
+                    "tight_frame_distance": np.asarray(etf["tight_frame_distance"]),
+                    "coherence_ratio": np.asarray(etf["coherence_ratio"]),
+                    "unlearned_loss": np.asarray(metrics.unlearned_loss(W, p)),
+                }
+            )
+        )
+    summary = table.merge(pd.concat(measured), on="index").sort_values("index", ignore_index=True)
+    return summary[list(SUMMARY_COLUMNS)]
+
+
+def fit_exponents(summary: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """Model exponents alpha_m (loss ~ m^-alpha_m) over widths, per group and seed.
+
+    One row per (distribution, alpha, activation_density, weight_decay) and seed, plus a
+    row with ``seed = "all"`` that fits every seed's points together and, with two or
+    more seeds, a bootstrap interval over seeds (``ci_low``, ``ci_high``). Diverged
+    models are left out. ``regime`` comes from the group's mean phi_{1/2}.
+    """
+    rows = []
+    usable = summary[~summary["diverged"]]
+    for key, group in usable.groupby(list(GROUP_KEYS), dropna=False, sort=True):
+        base = dict(zip(GROUP_KEYS, key, strict=True))
+        phi = float(group["represented_fraction"].mean())
+        regime = str(fit.regime_label(phi))
+        seeds = sorted(group["seed"].unique())
+        for seed in [*seeds, "all"]:
+            part = group if seed == "all" else group[group["seed"] == seed]
+            result = fit.power_law_fit(part["m"].to_numpy(), part["final_loss"].to_numpy())
+            row = {
+                **base,
+                "seed": seed,
+                "model_exponent": result.exponent,
+                "stderr": result.stderr,
+                "r2": result.r2,
+                "n_points": result.n_points,
+                "regime": regime,
+                "represented_fraction": phi,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+            }
+            if seed == "all" and len(seeds) > 1:
+                interval = fit.bootstrap_exponent(part["m"], part["final_loss"], part["seed"], n_boot=n_boot)
+                row["ci_low"], row["ci_high"] = interval.low, interval.high
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def analyze(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write ``summary.csv`` and ``exponents.csv`` into the run directory ``path``."""
+    path = Path(path)
+    summary = summarize(load_run(path))
+    exponents = fit_exponents(summary)
+    summary.to_csv(path / "summary.csv", index=False)
+    exponents.to_csv(path / "exponents.csv", index=False)
+    return summary, exponents
+
+
+def load_results(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(summary, exponents)`` of an analysed run directory as pandas DataFrames."""
+    path = Path(path)
+    if not (path / "summary.csv").is_file():
+        raise ConfigError("RUN_DIR", str(path), "has no summary.csv; run `supjax analyze DIR` first")
+    summary = pd.read_csv(path / "summary.csv")
+    exponents = pd.read_csv(path / "exponents.csv", dtype={"seed": str})
+    return summary, exponents

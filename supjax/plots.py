@@ -1,0 +1,265 @@
+"""The paper's figures from an analysed run: PNG and PDF, one function per figure.
+
+Each ``plot_*`` takes the ``summary`` / ``exponents`` tables of :mod:`supjax.analysis`
+(and the run for row norms), draws on a new figure and returns it; ``plot_run(DIR)``
+writes every figure the run's grid supports into ``DIR/figures``. Figures that need an
+axis the grid lacks (a phase diagram needs two or more weight decays and data
+exponents) are skipped and named in the returned notes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from supjax import analysis, metrics
+from supjax.results import Run, load_run
+
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "font.size": 10,
+    "axes.labelsize": 11,
+    "axes.titlesize": 10,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+GAMMA_CMAP = "coolwarm"
+MAX_PANELS = 6
+
+
+def _gamma_colours(gammas):
+    norm = matplotlib.colors.Normalize(vmin=min(-1.0, min(gammas)), vmax=max(1.0, max(gammas)))
+    return matplotlib.cm.ScalarMappable(norm=norm, cmap=GAMMA_CMAP)
+
+
+def _panels(summary: pd.DataFrame) -> list[tuple[str, float]]:
+    """(distribution, activation density) pairs, at most MAX_PANELS, evenly spread."""
+    pairs = summary[["distribution", "activation_density"]].drop_duplicates().itertuples(index=False)
+    pairs = sorted(pairs, key=lambda p: (p[0].split(":")[0], _parameter(p[0]), p[1]))
+    if len(pairs) > MAX_PANELS:
+        pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, MAX_PANELS).round().astype(int)]
+    return pairs
+
+
+def _parameter(label: str) -> float:
+    _, _, arg = label.partition(":")
+    try:
+        return float(arg)
+    except ValueError:
+        return 0.0
+
+
+def _panel_title(distribution: str, density: float) -> str:
+    family, _, arg = distribution.partition(":")
+    text = {"power": rf"$p_i \propto i^{{-{arg}}}$", "exponential": rf"$p_i \propto e^{{-i/{arg}}}$"}.get(
+        family, distribution
+    )
+    return text + (f", s = {density:g}" if density else "")
+
+
+def _width_axis(ax, widths) -> None:
+    """Log-scaled width axis labelled at the trained widths, in plain numbers."""
+    widths = sorted(set(int(m) for m in widths))
+    ax.set_xscale("log")
+    if len(widths) > 8:
+        widths = widths[:: -(-len(widths) // 8)]
+    ax.set_xticks(widths, [str(m) for m in widths])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _subplots(count: int, width: float = 3.4, height: float = 3.0):
+    columns = min(count, 3)
+    rows = -(-count // columns)
+    fig = Figure(layout="constrained", figsize=(width * columns, height * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def plot_loss_vs_width(summary: pd.DataFrame, exponents: pd.DataFrame):
+    """Final loss against width m (log-log), one colour per weight decay, fitted power laws."""
+    panels = _panels(summary)
+    fig, axes = _subplots(len(panels))
+    colours = _gamma_colours(summary["weight_decay"])
+    for ax, (distribution, density) in zip(axes, panels, strict=True):
+        part = summary[(summary.distribution == distribution) & (summary.activation_density == density)]
+        for gamma, rows in part.groupby("weight_decay"):
+            mean = rows.groupby("m")["final_loss"].mean()
+            colour = colours.to_rgba(gamma)
+            ax.plot(mean.index, mean.values, "o", color=colour, ms=4)
+            fitted = exponents[
+                (exponents.distribution == distribution)
+                & (exponents.activation_density == density)
+                & (exponents.weight_decay == gamma)
+                & (exponents.seed.astype(str) == "all")
+            ]
+            if len(fitted) and np.isfinite(fitted.model_exponent.iloc[0]) and len(mean) > 1:
+                slope = -fitted.model_exponent.iloc[0]
+                m = np.geomspace(mean.index.min(), mean.index.max(), 20)
+                ref = np.exp(np.mean(np.log(mean.values) - slope * np.log(mean.index.values)))
+                ax.plot(m, ref * m**slope, "-", color=colour, lw=1)
+        _width_axis(ax, part["m"])
+        ax.set(yscale="log", xlabel="width $m$", ylabel="loss $L$", title=_panel_title(distribution, density))
+    fig.colorbar(colours, ax=axes, label=r"weight decay $\gamma$", shrink=0.9)
+    return fig
+
+
+def plot_represented_fraction(summary: pd.DataFrame):
+    """phi_{1/2} against weight decay, one line per width (the paper's Fig. 3a)."""
+    panels = _panels(summary)
+    fig, axes = _subplots(len(panels))
+    widths = sorted(summary["m"].unique())
+    colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(widths)))
+    for ax, (distribution, density) in zip(axes, panels, strict=True):
+        part = summary[(summary.distribution == distribution) & (summary.activation_density == density)]
+        for colour, m in zip(colours, widths, strict=True):
+            line = part[part.m == m].groupby("weight_decay")["represented_fraction"].mean()
+            ax.plot(line.index, line.values, "o-", color=colour, ms=3, label=f"m = {m}")
+        ax.set(xlabel=r"weight decay $\gamma$", ylabel=r"$\phi_{1/2}$", ylim=(-0.03, 1.03))
+        ax.set_title(_panel_title(distribution, density))
+    axes[0].legend()
+    return fig
+
+
+def _phase_table(frame: pd.DataFrame, value: str) -> pd.DataFrame | None:
+    power = frame[frame.distribution.str.startswith("power") & (frame.activation_density == 0)]
+    table = power.groupby(["alpha", "weight_decay"])[value].mean().unstack("weight_decay")
+    return table if table.shape[0] > 1 and table.shape[1] > 1 else None
+
+
+def _phase_diagram(table: pd.DataFrame, label: str, title: str, cmap: str, vmin=None, vmax=None):
+    fig = Figure(layout="constrained", figsize=(4.6, 3.6))
+    ax = fig.subplots()
+    gammas, alphas = table.columns.to_numpy(float), table.index.to_numpy(float)
+    mesh = ax.pcolormesh(_edges(gammas), _edges(alphas), table.to_numpy(float), cmap=cmap, vmin=vmin, vmax=vmax)
+    fig.colorbar(mesh, ax=ax, label=label)
+    ax.set(xlabel=r"weight decay $\gamma$", ylabel=r"data exponent $\alpha$", title=title)
+    return fig
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    if len(centres) == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    middle = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
+
+
+def plot_phase_represented(summary: pd.DataFrame):
+    """phi_{1/2} over (gamma, alpha) at the largest width (the paper's Fig. 3b); None if the grid is 1-D."""
+    m = summary["m"].max()
+    table = _phase_table(summary[summary.m == m], "represented_fraction")
+    if table is None:
+        return None
+    return _phase_diagram(table, r"$\phi_{1/2}$", f"represented fraction, m = {m}", "viridis", 0, 1)
+
+
+def plot_phase_exponent(exponents: pd.DataFrame):
+    """Model exponent alpha_m over (gamma, alpha) (the paper's Fig. 4b); None if the grid is 1-D."""
+    table = _phase_table(exponents[exponents.seed.astype(str) == "all"], "model_exponent")
+    if table is None:
+        return None
+    return _phase_diagram(table, r"model exponent $\alpha_m$", r"$L \propto m^{-\alpha_m}$", "magma")
+
+
+def plot_overlap_vs_width(summary: pd.DataFrame, n: int):
+    """Mean squared overlap against m for gamma < 0 (strong regime), with 1/m and the Welch bound for n features."""
+    strong = summary[summary.weight_decay < 0]
+    if strong.empty:
+        strong = summary
+    fig = Figure(layout="constrained", figsize=(4.2, 3.4))
+    ax = fig.subplots()
+    colours = _gamma_colours(summary["weight_decay"])
+    for gamma, rows in strong.groupby("weight_decay"):
+        mean = rows.groupby("m")["mean_squared_overlap"].mean()
+        ax.plot(mean.index, mean.values, "o", color=colours.to_rgba(gamma), ms=4, label=rf"$\gamma$ = {gamma:.2g}")
+    m = np.geomspace(strong.m.min(), strong.m.max(), 50)
+    ax.plot(m, 1 / m, "k--", lw=1, label="$1/m$")
+    ax.plot(m, metrics.welch_bound(n, m), "k:", lw=1, label="Welch bound")
+    _width_axis(ax, strong["m"])
+    ax.set(yscale="log", xlabel="width $m$", ylabel=r"$\langle (w_i \cdot w_j)^2 \rangle$")
+    ax.set_title("squared overlaps of normalised rows")
+    ax.legend()
+    return fig
+
+
+def plot_row_norms(run: Run):
+    """Histograms of ||W_i|| at the largest width, for the most negative and most positive gamma."""
+    m = max(run.params)
+    rows = [r for r in run.models if r["m"] == m]
+    gammas = sorted({r["weight_decay"] for r in rows})
+    picks = [gammas[0], gammas[-1]] if len(gammas) > 1 else gammas
+    fig = Figure(layout="constrained", figsize=(4.2, 3.2))
+    ax = fig.subplots()
+    colours = _gamma_colours(gammas)
+    for gamma in picks:
+        row = next(r for r in rows if r["weight_decay"] == gamma)
+        W, _ = run.weights(row["index"])
+        norms = np.linalg.norm(W, axis=1)
+        ax.hist(norms, bins=40, color=colours.to_rgba(gamma), alpha=0.7, label=rf"$\gamma$ = {gamma:.2g}")
+    ax.axvline(0.5, color="k", ls=":", lw=1)
+    ax.set(xlabel=r"row norm $\|W_i\|$", ylabel="features", title=f"m = {m}, {rows[0]['distribution']}")
+    ax.legend()
+    return fig
+
+
+def plot_loss_vs_unlearned(summary: pd.DataFrame):
+    """Final loss against the loss of unrepresented features (the paper's Fig. 5a)."""
+    fig = Figure(layout="constrained", figsize=(4.2, 3.6))
+    ax = fig.subplots()
+    colours = _gamma_colours(summary["weight_decay"])
+    usable = summary[(summary.unlearned_loss > 0) & np.isfinite(summary.final_loss)]
+    ax.scatter(
+        usable.unlearned_loss, usable.final_loss, c=usable.weight_decay, cmap=GAMMA_CMAP, norm=colours.norm, s=12
+    )
+    if len(usable):
+        low = min(usable.unlearned_loss.min(), usable.final_loss.min())
+        high = max(usable.unlearned_loss.max(), usable.final_loss.max())
+        ax.plot([low, high], [low, high], "k--", lw=1, label="$L = L_{unlearned}$")
+        ax.legend()
+    ax.set(xscale="log", yscale="log", xlabel=r"$\sum_{\|W_i\| \leq 1/2} \mathrm{Var}(x_i)$", ylabel="loss $L$")
+    fig.colorbar(colours, ax=ax, label=r"weight decay $\gamma$")
+    return fig
+
+
+def save(fig, path: Path) -> list[Path]:
+    """Write ``fig`` as ``path``.png and ``path``.pdf."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for file in written:
+        fig.savefig(file)
+    return written
+
+
+def plot_run(path: str | Path, out: str | Path | None = None) -> tuple[list[Path], list[str]]:
+    """Write every figure an analysed run supports; return (files written, figures skipped)."""
+    path = Path(path)
+    out = Path(out) if out is not None else path / "figures"
+    summary, exponents = analysis.load_results(path)
+    run = load_run(path)
+    with matplotlib.rc_context(STYLE):
+        figures = {
+            "loss_vs_width": plot_loss_vs_width(summary, exponents),
+            "represented_fraction_vs_weight_decay": plot_represented_fraction(summary),
+            "phase_represented_fraction": plot_phase_represented(summary),
+            "phase_model_exponent": plot_phase_exponent(exponents),
+            "overlap_vs_width": plot_overlap_vs_width(summary, run.spec.n),
+            "row_norms": plot_row_norms(run),
+            "loss_vs_unlearned": plot_loss_vs_unlearned(summary),
+        }
+        written, skipped = [], []
+        for name, fig in figures.items():
+            if fig is None:
+                skipped.append(f"{name}: needs two or more weight decays and power-law exponents")
+            else:
+                written += save(fig, out / name)
+    return written, skipped

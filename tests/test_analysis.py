@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from supjax import SweepSpec, analysis, load_run, plots, run_sweep
+from supjax.cli import main
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    spec = SweepSpec(
+        n=60,
+        batch_size=128,
+        widths=(4, 6, 8),
+        weight_decays=(-1.0, 1.0),
+        alphas=(0.8, 1.4),
+        seeds=(0, 1),
+        steps=200,
+        warmup_steps=20,
+        progress=False,
+    )
+    path = tmp_path_factory.mktemp("runs") / "run"
+    run_sweep(spec, out=path)
+    summary, exponents = analysis.analyze(path)
+    return path, summary, exponents
+
+
+def test_summary_has_the_papers_columns_and_direct_values(analysed):
+    path, summary, _ = analysed
+    run = load_run(path)
+    assert list(summary.columns[:15]) == list(analysis.SUMMARY_COLUMNS[:15])
+    assert len(summary) == run.spec.num_models
+    np.testing.assert_allclose(summary.final_loss, run.final_loss(), rtol=1e-6)
+    for row in summary.itertuples():
+        W, _ = run.weights(row.index)
+        norms = np.linalg.norm(W, axis=1)
+        assert row.represented_fraction == pytest.approx(np.mean(norms > 0.5))
+        assert row.strong_fraction == pytest.approx(np.mean(norms > 1.0))
+        w = W / norms[:, None]
+        gram = w @ w.T
+        off = gram[~np.eye(len(w), dtype=bool)]
+        assert row.mean_squared_overlap == pytest.approx(np.mean(off**2), rel=1e-4)
+        assert row.coherence == pytest.approx(np.abs(off).max(), rel=1e-4)
+        p = run.feature_probabilities(row.index)
+        assert row.unlearned_loss == pytest.approx(
+            np.sum(np.where(norms <= 0.5, 4 * p / 3 - p**2, 0)), rel=1e-4, abs=1e-7
+        )
+        assert row.welch_bound == pytest.approx((60 - row.m) / (row.m * 59))
+
+
+def test_exponents_are_the_log_log_slopes_per_group_and_seed(analysed):
+    _, summary, exponents = analysed
+    assert len(exponents) == 2 * 2 * 3  # (gamma, alpha) groups x (seed 0, seed 1, all)
+    for row in exponents.itertuples():
+        part = summary[(summary.weight_decay == row.weight_decay) & (summary.alpha == row.alpha)]
+        if str(row.seed) != "all":
+            part = part[part.seed == int(row.seed)]
+        slope = np.polyfit(np.log(part.m), np.log(part.final_loss), 1)[0]
+        assert row.model_exponent == pytest.approx(-slope, rel=1e-5, abs=1e-6)
+        if str(row.seed) == "all":
+            assert row.ci_low <= row.ci_high
+    strong = exponents[exponents.weight_decay < 0]
+    assert set(strong.regime) == {"strong"}
+
+
+def test_load_results_round_trips(analysed):
+    path, summary, exponents = analysed
+    loaded_summary, loaded_exponents = analysis.load_results(path)
+    np.testing.assert_allclose(loaded_summary.final_loss, summary.final_loss)
+    assert list(loaded_exponents.seed) == [str(s) for s in exponents.seed]
+
+
+def test_plot_writes_every_figure_as_png_and_pdf(analysed, tmp_path):
+    path, _, _ = analysed
+    written, skipped = plots.plot_run(path, tmp_path / "figs")
+    names = {f.stem for f in written}
+    assert names == {
+        "loss_vs_width",
+        "represented_fraction_vs_weight_decay",
+        "phase_represented_fraction",
+        "phase_model_exponent",
+        "overlap_vs_width",
+        "row_norms",
+        "loss_vs_unlearned",
+    }
+    assert not skipped
+    for file in written:
+        assert file.stat().st_size > 5000
+        assert file.read_bytes()[:4] in (b"\x89PNG", b"%PDF")
+
+
+def test_cli_analyze_and_plot(analysed, capsys, tmp_path):
+    path, _, _ = analysed
+    assert main(["analyze", str(path)]) == 0
+    assert "alpha_m" in capsys.readouterr().out
+    assert main(["plot", str(path), "--out", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "f" / "phase_model_exponent.pdf").is_file()
+    assert main(["analyze", str(tmp_path)]) == 2
+    assert "supjax sweep" in capsys.readouterr().err
