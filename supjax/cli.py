@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("config", help="TOML file with SweepSpec keys")
     sweep.add_argument("--out", required=True, help="run directory to create")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    sweep.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
 
     demo = commands.add_parser("demo", help="train a small sweep that shows both regimes")
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             spec = SweepSpec.from_toml(args.config, args.set)
-            return _sweep(spec, args.out, args.quiet)
+            return _sweep(spec, args.out, args.quiet, args.resume)
         if args.command == "analyze":
             return _analyze(args.run)
         if args.command == "plot":
@@ -72,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _sweep(spec: SweepSpec, out: str, quiet: bool) -> int:
+def _sweep(spec: SweepSpec, out: str, quiet: bool, resume: bool) -> int:
     from supjax.sweep import run_sweep
 
     if quiet:
         spec = spec.replace(progress=False)
-    run = run_sweep(spec, out=out)
+    run = run_sweep(spec, out=out, resume=resume)
     print(f"supjax: trained {spec.num_models} models x {spec.steps} steps in {run.info['seconds']:.1f} s; wrote {out}")
     return 0
 

@@ -37,8 +37,8 @@ class ConfigError(ValueError):
 
 
 # Fields that change results: two runs agreeing on these agree bitwise on one backend
-# (with the same batch_tile). `chunk_steps`, `batch_tile` and `progress` only change how
-# the work is driven and shown (batch_tile: float32 summation order).
+# (with the same batch_tile, which changes float32 summation order). The rest only change
+# how the work is driven, saved and shown.
 RESULT_FIELDS = (
     "n",
     "batch_size",
@@ -55,6 +55,7 @@ RESULT_FIELDS = (
     "final_lr_fraction",
     "log_every",
     "shared_data",
+    "batch_tile",
 )
 
 
@@ -104,6 +105,10 @@ class SweepSpec:
     # driving (does not change results beyond float32 summation order)
     chunk_steps: int | None = None
     batch_tile: int | None = None
+    max_models_per_batch: int | None = None
+    # checkpoints (with an output directory)
+    checkpoint_every: int | None = None
+    max_to_keep: int = 2
     progress: bool = True
 
     def __post_init__(self):
@@ -194,6 +199,14 @@ class SweepSpec:
         _nonneg_int("warmup_steps", self.warmup_steps)
         if self.chunk_steps is not None:
             _positive_int("chunk_steps", self.chunk_steps)
+        for name in ("max_models_per_batch", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        _positive_int("max_to_keep", self.max_to_keep)
+        if self.checkpoint_every is not None and self.checkpoint_every % self.log_every:
+            raise ConfigError(
+                "checkpoint_every", self.checkpoint_every, f"must be a multiple of log_every = {self.log_every}"
+            )
         if self.batch_tile is not None:
             _positive_int("batch_tile", self.batch_tile)
             if self.batch_size % self.batch_tile:

@@ -8,11 +8,12 @@ A run directory holds
   stopped being finite, -1 if never);
 * ``losses.npy``: ``[models, steps // log_every]`` float32, window means of n x MSE;
 * ``probabilities.npz``: the feature frequencies p: [n] of every distribution and density;
-* ``params/m{m}.npz``: final ``W: [k, n, m]``, ``b: [k, n]`` and ``index: [k]`` of each width;
+* ``batches.json``: which models train together (kept so a resume trains the same batches);
+* ``checkpoints/batch-KKK/STEP``: orbax checkpoints of every batch; the last one of each
+  (STEP = steps) holds the final parameters that :func:`load_run` reads;
 * ``run.json``: versions, device, wall time.
 
-This module imports nothing from the training side, so the analysis can read runs
-without jax.
+This module imports nothing from the training side.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from supjax.config import ConfigError, SweepSpec
+from supjax.config import RESULT_FIELDS, ConfigError, SweepSpec
 
 COLUMNS = (
     "index",
@@ -107,39 +108,90 @@ def prepare_run_dir(path: str | Path) -> Path:
     return path
 
 
-def save_run(run: Run, path: str | Path) -> None:
-    """Write ``run`` into the directory ``path`` (created by :func:`prepare_run_dir`)."""
+def start_run_dir(path: str | Path, spec: SweepSpec, rows: list[dict], batches: list[list[int]]) -> None:
+    """Create the run directory with what a resume needs: the config and the batch layout."""
+    path = prepare_run_dir(path)
+    _write_atomic(path / "config.toml", to_toml(spec.to_dict()))
+    _write_atomic(path / "batches.json", json.dumps(batches) + "\n")
+    _write_models(path, rows)
+
+
+def resume_layout(path: str | Path, spec: SweepSpec) -> tuple[SweepSpec, list[list[int]]]:
+    """The spec to resume with and the saved batches of the run in ``path``.
+
+    Refuses, naming the keys, a ``spec`` that differs from the saved one in a field that
+    changes results; an unset ``batch_tile`` takes the saved one.
+    """
     path = Path(path)
-    (path / "params").mkdir(exist_ok=True)
+    if not (path / "config.toml").is_file() or not (path / "batches.json").is_file():
+        raise ConfigError("--out", str(path), "holds no run to resume; drop --resume to start one")
+    saved = SweepSpec.from_toml(path / "config.toml")
+    if spec.batch_tile is None:
+        spec = spec.replace(batch_tile=saved.batch_tile)
+    differing = [k for k in RESULT_FIELDS if getattr(spec, k) != getattr(saved, k)]
+    if differing:
+        keys = ", ".join(f"{k} ({getattr(saved, k)!r} -> {getattr(spec, k)!r})" for k in differing)
+        raise ConfigError("--resume", str(path), f"the config differs in {keys}; resume with the saved config.toml")
+    return spec, json.loads((path / "batches.json").read_text())
+
+
+def save_run(run: Run, path: str | Path) -> None:
+    """Write the tables of a finished ``run`` into its directory (parameters are in its checkpoints)."""
+    path = Path(path)
     _write_atomic(path / "config.toml", to_toml(run.spec.to_dict()))
-    with open(path / "models.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(run.models)
+    _write_models(path, run.models)
     np.save(path / "losses.npy", run.losses)
     np.savez(path / "probabilities.npz", **run.probabilities)
-    for m, group in run.params.items():
-        np.savez(path / "params" / f"m{m}.npz", **group)
     _write_atomic(path / "run.json", json.dumps(run.info, indent=2) + "\n")
 
 
+def _write_models(path: Path, rows: list[dict]) -> None:
+    tmp = path / "models.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({"diverged_at": -1, **row} for row in rows)
+    os.replace(tmp, path / "models.csv")
+
+
 def load_run(path: str | Path) -> Run:
-    """Read a run directory written by ``supjax sweep`` or :func:`supjax.run_sweep`."""
+    """Read a finished run directory written by ``supjax sweep`` or :func:`supjax.run_sweep`."""
     path = Path(path)
     for name in ("config.toml", "models.csv", "losses.npy", "probabilities.npz"):
         if not (path / name).is_file():
-            raise ConfigError("RUN_DIR", str(path), f"has no {name}; pass a directory written by `supjax sweep`")
+            raise ConfigError("RUN_DIR", str(path), f"has no {name}; pass a finished run written by `supjax sweep`")
     spec = SweepSpec.from_toml(path / "config.toml")
     with open(path / "models.csv", newline="") as f:
         models = [_typed_row(row) for row in csv.DictReader(f)]
-    params = {}
-    for file in sorted((path / "params").glob("m*.npz")):
-        with np.load(file) as z:
-            params[int(file.stem[1:])] = {k: z[k] for k in z.files}
     with np.load(path / "probabilities.npz") as z:
         probabilities = {k: z[k] for k in z.files}
     info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
-    return Run(spec, models, np.load(path / "losses.npy"), params, probabilities, info)
+    return Run(spec, models, np.load(path / "losses.npy"), _final_params(path, spec), probabilities, info)
+
+
+def _final_params(path: Path, spec: SweepSpec) -> dict[int, dict[str, np.ndarray]]:
+    """Final W, b of every model, from the last checkpoint of each batch."""
+    from supjax import checkpoint
+
+    batches = sorted((path / "checkpoints").glob("batch-*"))
+    if not batches:
+        raise ConfigError("RUN_DIR", str(path), "has no checkpoints/; pass a finished run written by `supjax sweep`")
+    parts: dict[int, list] = {}
+    for directory in batches:
+        restored = checkpoint.restore_latest(checkpoint.manager(directory))
+        if restored is None or restored[0] != spec.steps:
+            raise ConfigError(
+                "RUN_DIR", str(path), "is not finished; continue it with `supjax sweep CONFIG --out DIR --resume`"
+            )
+        for group, index in zip(restored[1]["states"], restored[1]["index"], strict=True):
+            W = np.asarray(group["params"]["W"])
+            m = W.shape[-1]
+            b = np.asarray(group["params"]["b"]).reshape(-1, spec.n)
+            parts.setdefault(m, []).append((W.reshape(-1, spec.n, m), b, np.asarray(index)))
+    return {
+        m: {name: np.concatenate([p[k] for p in ps]) for k, name in enumerate(("W", "b", "index"))}
+        for m, ps in sorted(parts.items())
+    }
 
 
 def to_toml(values: dict) -> str:

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from supjax import data, model, optim, results
-from supjax.config import SweepSpec
+from supjax import checkpoint, data, model, optim, results
+from supjax.config import ConfigError, SweepSpec
 
 _INIT_TAG, _DATA_TAG = 1, 2
 HYPER_FIELDS = ("weight_decay", "lr_w", "lr_b")
@@ -43,8 +43,9 @@ class WidthGroup:
 
     m: int
     model_index: np.ndarray  # [D * G] indices into the sweep's model table
+    local_index: np.ndarray  # [D * G] positions in the plan's rows
     shape: tuple[int, int]  # (D, G)
-    streams: tuple[int, int]  # the slice of the plan's data streams its D rows read
+    streams: tuple[int, ...]  # the plan's data stream each of the D rows reads
     arrays: dict  # init_keys, weight_decay, lr_w, lr_b: [D, G]
 
 
@@ -109,22 +110,38 @@ def _seed_key(seed: int, tag: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), tag)
 
 
-def plan(spec: SweepSpec) -> Plan:
-    """Lay the grid out as width groups over shared data streams."""
-    rows = model_table(spec)
-    per_width = len(rows) // len(spec.widths)
+def blocks(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:
+    """The smallest units a batch is made of: the G models of one width that share a data
+    stream (every weight decay), or single models with ``shared_data = false``."""
+    size = len(spec.weight_decays) if spec.shared_data else 1
+    return [list(range(i, i + size)) for i in range(0, len(rows), size)]
+
+
+def _stream_of(row: dict, shared: bool) -> tuple:
+    if shared:
+        return (row["distribution"], row["activation_density"], row["seed"])
+    return (row["m"], row["weight_decay"], row["distribution"], row["activation_density"], row["seed"])
+
+
+def plan(spec: SweepSpec, indices: list[int] | None = None) -> Plan:
+    """Lay models out as width groups over shared data streams.
+
+    ``indices`` (default: all) picks a batch of the model table; it must be a union of
+    :func:`blocks`. ``Plan.rows`` keeps the batch's rows in table order.
+    """
+    table = model_table(spec)
+    rows = table if indices is None else [table[i] for i in sorted(indices)]
     num_decays = len(spec.weight_decays) if spec.shared_data else 1
-    groups, streams = [], []
-    for w, m in enumerate(spec.widths):
-        group_rows = rows[w * per_width : (w + 1) * per_width]
-        shape = (per_width // num_decays, num_decays)
-        if spec.shared_data:
-            # Every width reads the same streams: one per distribution x density x seed.
-            streams = group_rows[::num_decays]
-            span = (0, len(streams))
-        else:
-            span = (len(streams), len(streams) + len(group_rows))
-            streams = streams + group_rows
+    position = {r["index"]: k for k, r in enumerate(rows)}
+    streams = list(dict.fromkeys(_stream_of(r, spec.shared_data) for r in rows))
+    first_row = {}
+    for r in rows:
+        first_row.setdefault(_stream_of(r, spec.shared_data), r)
+    groups = []
+    for m in dict.fromkeys(r["m"] for r in rows):
+        group_rows = [r for r in rows if r["m"] == m]
+        shape = (len(group_rows) // num_decays, num_decays)
+        reads = tuple(streams.index(_stream_of(r, spec.shared_data)) for r in group_rows[::num_decays])
         arrays = {
             "init_keys": jnp.stack(
                 [jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows]
@@ -132,23 +149,25 @@ def plan(spec: SweepSpec) -> Plan:
             **{k: np.array([r[k] for r in group_rows], np.float32) for k in HYPER_FIELDS},
         }
         arrays = {k: v.reshape(shape) for k, v in arrays.items()}
-        groups.append(WidthGroup(m, np.array([r["index"] for r in group_rows]), shape, span, arrays))
+        local = np.array([position[r["index"]] for r in group_rows])
+        groups.append(WidthGroup(m, np.array([r["index"] for r in group_rows]), local, shape, reads, arrays))
 
+    stream_rows = [first_row[s] for s in streams]
     if spec.shared_data:
         # One bit stream per seed, shared by every distribution and density.
-        seeds = list(dict.fromkeys(r["seed"] for r in streams))
+        seeds = list(dict.fromkeys(r["seed"] for r in stream_rows))
         stream_keys = [_seed_key(s, _DATA_TAG) for s in seeds]
-        stream_of = [seeds.index(r["seed"]) for r in streams]
+        bits_of = [seeds.index(r["seed"]) for r in stream_rows]
     else:
-        stream_keys = [jax.random.fold_in(_seed_key(r["seed"], _DATA_TAG), _identity(r)) for r in streams]
-        stream_of = list(range(len(streams)))
+        stream_keys = [jax.random.fold_in(_seed_key(r["seed"], _DATA_TAG), _identity(r)) for r in stream_rows]
+        bits_of = list(range(len(stream_rows)))
     tables = [
         data.sampler_tables(data.feature_probabilities(r["distribution"], spec.n, r["activation_density"]))
-        for r in streams
+        for r in stream_rows
     ]
     data_arrays = {
         "stream_keys": jnp.stack(stream_keys),
-        "stream_of": np.array(stream_of, np.int32),
+        "stream_of": np.array(bits_of, np.int32),
         "thresholds": np.stack([t for t, _ in tables]),
         "scales": np.stack([s for _, s in tables]),
     }
@@ -225,8 +244,10 @@ def compile_plan(static: tuple):
         def one_step(carry, t):
             x = batch(streams, t)
             states, totals = [], []
-            for (_, _, (lo, hi)), state, total, hyper in zip(layout, *carry, hypers, strict=True):
-                state, loss = step_group(state, hyper, x[lo:hi], t)
+            for (_, _, reads), state, total, hyper in zip(layout, *carry, hypers, strict=True):
+                contiguous = reads == tuple(range(reads[0], reads[0] + len(reads)))
+                x_group = x[reads[0] : reads[0] + len(reads)] if contiguous else x[np.array(reads)]
+                state, loss = step_group(state, hyper, x_group, t)
                 states.append(state)
                 totals.append(total + loss)
             return (tuple(states), tuple(totals)), None
@@ -250,13 +271,110 @@ def _chunk_windows(the_plan: Plan) -> int:
     return int(min(spec.num_logs, max(1, round(windows))))
 
 
-def run_sweep(spec: SweepSpec, out: str | Path | None = None) -> results.Run:
+def train_batch(the_plan: Plan, manager=None, progress=None) -> tuple[np.ndarray, tuple]:
+    """Train the models of ``the_plan`` to the last step; return (losses, final states).
+
+    ``losses: [len(the_plan.rows), steps // log_every]`` in the plan's row order; the
+    states are host copies, one per width group. With an orbax ``manager`` the batch
+    starts from its newest readable checkpoint and saves one every
+    ``spec.checkpoint_every`` steps and at the end.
+    """
+    spec = the_plan.spec
+    init, train_chunk = compile_plan(the_plan.static)
+    groups = jax.device_put(tuple(g.arrays for g in the_plan.groups))
+    streams = jax.device_put(the_plan.data)
+    states = init(groups)
+    losses = np.zeros((len(the_plan.rows), spec.num_logs), np.float32)
+    done = 0
+    saved = {
+        "index": tuple(g.model_index for g in the_plan.groups),
+        "key_data": checkpoint.key_data(the_plan.data["stream_keys"]),
+    }
+    if manager is not None:
+        restored = checkpoint.restore_latest(manager, {**saved, "states": states, "losses": losses, "step": 0})
+        if restored is not None:
+            step, state = restored
+            if not np.array_equal(state["key_data"], saved["key_data"]):
+                raise ConfigError("--resume", str(manager.directory), "its data keys differ from this config's")
+            states, losses, done = state["states"], np.asarray(state["losses"]), step // spec.log_every
+    if progress is not None:
+        progress.update(done * spec.log_every * len(the_plan.rows))
+    chunk = _chunk_windows(the_plan)
+    every = (spec.checkpoint_every or spec.steps) // spec.log_every
+    while done < spec.num_logs:
+        windows = min(chunk, spec.num_logs - done, every - done % every)
+        states, logs = train_chunk(states, groups, streams, jnp.int32(done * spec.log_every), num_windows=windows)
+        for group, log in zip(the_plan.groups, logs, strict=True):
+            losses[group.local_index, done : done + windows] = np.asarray(log).reshape(windows, -1).T
+        done += windows
+        if progress is not None:
+            progress.update(windows * spec.log_every * len(the_plan.rows))
+        if manager is not None and (done % every == 0 or done == spec.num_logs):
+            step = done * spec.log_every
+            checkpoint.save(manager, step, {**saved, "states": states, "losses": losses, "step": step})
+    return losses, jax.device_get(states)
+
+
+def split_batches(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:
+    """Batches of model indices that fit the device: whole :func:`blocks`, in table order.
+
+    At most ``spec.max_models_per_batch`` models each, and at most half the free device
+    memory by :func:`model_bytes` (the rest is XLA's working room).
+    """
+    budget = 0.5 * _free_memory()
+    limit = spec.max_models_per_batch or len(rows)
+    tile = spec.batch_tile or model.default_batch_tile(spec.batch_size, jax.default_backend())
+    batches, current, used = [], [], 0.0
+    for block in blocks(spec, rows):
+        cost = sum(model_bytes(spec.n, rows[i]["m"], tile) for i in block) + stream_bytes(spec.n, spec.batch_size)
+        if cost > budget:
+            raise ConfigError(
+                "batch_size",
+                spec.batch_size,
+                f"{len(block)} models of width {rows[block[0]]['m']} do not fit in "
+                f"{budget / 2**30:.1f} GiB; lower batch_size or n",
+            )
+        if current and (len(current) + len(block) > limit or used + cost > budget):
+            batches.append(current)
+            current, used = [], 0.0
+        current += block
+        used += cost
+    return [*batches, current]
+
+
+def model_bytes(n: int, m: int, batch_tile: int) -> float:
+    """Device bytes one model needs: W, b and two Adam moments twice over (donation and
+    update), gradients, and six [tile, n] float32 temporaries of the fused step."""
+    return 4.0 * (6 * (n * m + n) + 2 * n * m + 6 * batch_tile * n)
+
+
+def stream_bytes(n: int, batch_size: int) -> float:
+    """Device bytes of one data stream's batch: the random bits and the features."""
+    return 8.0 * batch_size * n
+
+
+def _free_memory() -> float:
+    device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        import os
+
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 16.0 * 2**30
+
+
+def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = False) -> results.Run:
     """Train every model of ``spec``; write the run directory ``out`` if given.
 
     Returns a :class:`supjax.results.Run`: the model table (with ``diverged_at``: the
     step a model's loss stopped being finite, -1 if never), loss curves
     ``losses: [models, steps // log_every]`` (window means of n x MSE, NaN after a
-    divergence) and final parameters. Example:
+    divergence) and final parameters. With ``out``, every batch of models checkpoints
+    into ``out/checkpoints``; ``resume=True`` continues an interrupted run there and
+    gives the same numbers as an uninterrupted one. Example:
 
         >>> run = run_sweep(SweepSpec(n=100, widths=(8,), weight_decays=(-1.0, 1.0), steps=200,
         ...                           warmup_steps=20, batch_size=256, progress=False))
@@ -264,50 +382,62 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None) -> results.Run:
         (2, 20)
     """
     spec = spec.validate()
-    if out is not None:
-        results.prepare_run_dir(out)
-    run = train(plan(spec))
+    rows = model_table(spec)
+    if out is not None and resume:
+        spec, batches = results.resume_layout(out, spec)
+    else:
+        if spec.batch_tile is None:
+            spec = spec.replace(batch_tile=model.default_batch_tile(spec.batch_size, jax.default_backend()))
+        batches = split_batches(spec, rows)
+        if out is not None:
+            results.start_run_dir(out, spec, rows, batches)
+    losses = np.full((len(rows), spec.num_logs), np.nan, np.float32)
+    widths: dict[int, list] = {}
+    progress = _progress(spec, len(rows) * spec.steps)
+    started = time.perf_counter()
+    for k, indices in enumerate(batches):
+        the_plan = plan(spec, indices)
+        manager = checkpoint.manager(checkpoint.batch_directory(out, k), spec.max_to_keep) if out else None
+        batch_losses, states = train_batch(the_plan, manager, progress)
+        for group, state in zip(the_plan.groups, states, strict=True):
+            losses[group.model_index] = batch_losses[group.local_index]
+            widths.setdefault(group.m, []).append((group, state))
+    progress.close()
+    run = _assemble(spec, rows, losses, widths, time.perf_counter() - started)
     if out is not None:
         results.save_run(run, out)
     return run
 
 
 def train(the_plan: Plan) -> results.Run:
-    """Train the models of a :class:`Plan` for all its steps."""
-    spec = the_plan.spec
-    init, train_chunk = compile_plan(the_plan.static)
-    groups = jax.device_put(tuple(g.arrays for g in the_plan.groups))
-    streams = jax.device_put(the_plan.data)
-    losses = np.zeros((len(the_plan.rows), spec.num_logs), np.float32)
-    progress = _progress(spec, len(the_plan.rows) * spec.steps)
-    started = time.perf_counter()
-    states = init(groups)
-    chunk, done = _chunk_windows(the_plan), 0
-    while done < spec.num_logs:
-        windows = min(chunk, spec.num_logs - done)
-        states, logs = train_chunk(states, groups, streams, jnp.int32(done * spec.log_every), num_windows=windows)
-        for group, log in zip(the_plan.groups, logs, strict=True):
-            losses[group.model_index, done : done + windows] = np.asarray(log).reshape(windows, -1).T
-        done += windows
-        progress.update(windows * spec.log_every * len(the_plan.rows))
-    progress.close()
-    rows = [dict(row) for row in the_plan.rows]
+    """Train one plan in memory (no checkpoints) and return its models as a Run."""
+    losses, states = train_batch(the_plan)
+    full = np.full((len(model_table(the_plan.spec)), the_plan.spec.num_logs), np.nan, np.float32)
+    widths = {}
+    for group, state in zip(the_plan.groups, states, strict=True):
+        full[group.model_index] = losses[group.local_index]
+        widths.setdefault(group.m, []).append((group, state))
+    return _assemble(the_plan.spec, model_table(the_plan.spec), full, widths, 0.0)
+
+
+def _assemble(spec: SweepSpec, rows: list[dict], losses: np.ndarray, widths: dict, seconds: float) -> results.Run:
+    rows = [dict(r) for r in rows]
     params = {}
-    for group, state in zip(the_plan.groups, jax.device_get(states), strict=True):
-        final = state["params"]
-        params[group.m] = {
-            "W": final["W"].reshape(-1, spec.n, group.m),
-            "b": final["b"].reshape(-1, spec.n),
-            "index": group.model_index,
+    for m, parts in widths.items():
+        params[m] = {
+            "W": np.concatenate([s["params"]["W"].reshape(-1, spec.n, m) for _, s in parts]),
+            "b": np.concatenate([s["params"]["b"].reshape(-1, spec.n) for _, s in parts]),
+            "index": np.concatenate([g.model_index for g, _ in parts]),
         }
-        for index, step in zip(group.model_index, state["diverged_at"].reshape(-1), strict=True):
-            rows[index]["diverged_at"] = int(step)
+        for group, state in parts:
+            for index, step in zip(group.model_index, state["diverged_at"].reshape(-1), strict=True):
+                rows[index]["diverged_at"] = int(step)
     probabilities = {
         results.distribution_key(label, density): data.feature_probabilities(label, spec.n, density)
         for label in spec.distributions
         for density in spec.activation_densities
     }
-    info = {"seconds": time.perf_counter() - started, "device": str(jax.devices()[0].device_kind)}
+    info = {"seconds": seconds, "device": str(jax.devices()[0].device_kind)}
     return results.Run(spec, rows, losses, params, probabilities, info)
 
 

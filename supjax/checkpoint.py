@@ -1,0 +1,81 @@
+"""Batched training checkpoints with orbax: save at chunk ends, restore the newest good one.
+
+Each batch of models (see :mod:`supjax.sweep`) has its own ``CheckpointManager`` under
+``RUN/checkpoints/batch-KKK``. A checkpoint holds the whole batched training state
+(parameters, optimizer state, divergence steps of every width group), the loss curves
+so far, the step, and the key data of the batch's data streams. Orbax writes each step
+into a temporary directory and renames it when complete, so a process killed mid-write
+leaves no half checkpoint behind; one that is unreadable anyway (a damaged disk, a
+truncated file) is skipped with a warning and the one before it is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from supjax.config import ConfigError
+
+for _name in ("absl", "orbax"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+
+def batch_directory(run: str | Path, batch: int) -> Path:
+    return Path(run).resolve() / "checkpoints" / f"batch-{batch:03d}"
+
+
+def manager(directory: str | Path, max_to_keep: int | None = 2) -> ocp.CheckpointManager:
+    """A synchronous ``CheckpointManager`` keeping the newest ``max_to_keep`` steps."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
+    return ocp.CheckpointManager(Path(directory).resolve(), options=options)
+
+
+def save(mgr: ocp.CheckpointManager, step: int, state) -> None:
+    """Save ``state`` (any pytree of arrays) as ``step``; one clear line if the disk refuses."""
+    try:
+        mgr.save(step, args=ocp.args.StandardSave(state), force=True)
+        mgr.wait_until_finished()
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ConfigError(
+            "checkpoint", str(mgr.directory), f"could not be written ({_reason(err)}); free disk space or pick --out"
+        ) from None
+
+
+def restore_latest(mgr: ocp.CheckpointManager, target=None) -> tuple[int, object] | None:
+    """``(step, state)`` of the newest readable checkpoint, or None if there is none.
+
+    With a ``target`` pytree the arrays come back with its structure, shapes and
+    dtypes; without one, as saved. An unreadable step is renamed ``STEP.unreadable``
+    (kept for inspection, out of the way of the step that will be saved again) with a
+    warning, and the one before it is tried.
+    """
+    found = None
+    for step in sorted(mgr.all_steps(), reverse=True):
+        try:
+            args = ocp.args.StandardRestore(target) if target is not None else ocp.args.StandardRestore()
+            found = step, mgr.restore(step, args=args)
+            break
+        except Exception as err:  # orbax and tensorstore raise many kinds on damaged files
+            warnings.warn(
+                f"supjax: checkpoint {mgr.directory}/{step} is unreadable ({_reason(err)}); using the one before it",
+                stacklevel=2,
+            )
+            directory = Path(mgr.directory) / str(step)
+            directory.rename(directory.with_name(f"{step}.unreadable"))
+            mgr.reload()
+    return found
+
+
+def key_data(keys: jax.Array) -> np.ndarray:
+    """Typed PRNG keys as the uint32 array orbax can store."""
+    return np.asarray(jax.random.key_data(keys))
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:200]
