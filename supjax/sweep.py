@@ -64,7 +64,8 @@ class Plan:
         s = self.spec
         layout = tuple((g.m, g.shape, g.streams) for g in self.groups)
         tile = s.batch_tile or model.default_batch_tile(s.batch_size, jax.default_backend())
-        return (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction, tile, layout)
+        sequential = jax.default_backend() == "cpu"
+        return (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction, tile, sequential, layout)
 
     @property
     def flops_per_step(self) -> float:
@@ -213,11 +214,20 @@ def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float,
 @functools.lru_cache(maxsize=32)
 def compile_plan(static: tuple):
     """The init and chunk programs for a :attr:`Plan.static`; cached across sweeps."""
-    n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, layout = static
+    n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, sequential, layout = static
     init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile)
 
-    # [D, G] models: map the batch over D, broadcast it over G.
-    step_group = jax.vmap(jax.vmap(step_one, in_axes=(0, 0, None, None)), in_axes=(0, 0, 0, None))
+    # [D, G] models: broadcast the batch over G (one wide product for the G models), map
+    # it over D. On a CPU, D in sequence is 1.5-2x faster than a vmap over D (XLA's
+    # batched products there lose the cache-friendly layout); on accelerators, vmap.
+    step_models = jax.vmap(step_one, in_axes=(0, 0, None, None))
+    if sequential:
+
+        def step_group(state, hyper, x, t):
+            return jax.lax.map(lambda args: step_models(*args, t), (state, hyper, x))
+
+    else:
+        step_group = jax.vmap(step_models, in_axes=(0, 0, 0, None))
 
     def hyper_of(arrays):
         return {k: arrays[k] for k in HYPER_FIELDS}
