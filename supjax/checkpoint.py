@@ -46,34 +46,38 @@ def save(mgr: ocp.CheckpointManager, step: int, state) -> None:
         ) from None
 
 
-def restore_latest(mgr: ocp.CheckpointManager, target=None) -> tuple[int, object] | None:
+def restore_latest(mgr: ocp.CheckpointManager, target=None, set_aside: bool = True) -> tuple[int, object] | None:
     """``(step, state)`` of the newest readable checkpoint, or None if there is none.
 
-    With a ``target`` pytree the arrays come back with its structure, shapes and
-    dtypes; without one, as saved. An unreadable step is renamed ``STEP.unreadable``
-    (kept for inspection, out of the way of the step that will be saved again) with a
-    warning, and the one before it is tried.
+    With a ``target`` pytree the arrays come back with its structure, shapes, dtypes and
+    shardings; without one, as host numpy arrays in the saved structure (whatever the
+    device layout it was saved from: several GPUs, several hosts). An unreadable step is
+    skipped with a warning; with ``set_aside`` it is also renamed ``STEP.unreadable``
+    (kept for inspection, out of the way of the step that will be saved again).
     """
-    found = None
     for step in sorted(mgr.all_steps(), reverse=True):
+        directory = Path(mgr.directory) / str(step)
         try:
-            args = ocp.args.StandardRestore(target) if target is not None else ocp.args.StandardRestore()
-            found = step, mgr.restore(step, args=args)
-            break
+            if target is not None:
+                return step, mgr.restore(step, args=ocp.args.StandardRestore(target))
+            return step, _restore_numpy(directory / "default")
         except Exception as err:  # orbax and tensorstore raise many kinds on damaged files
             warnings.warn(
-                f"supjax: checkpoint {mgr.directory}/{step} is unreadable ({_reason(err)}); using the one before it",
-                stacklevel=2,
+                f"supjax: checkpoint {directory} is unreadable ({_reason(err)}); using the one before it", stacklevel=2
             )
-            directory = Path(mgr.directory) / str(step)
-            directory.rename(directory.with_name(f"{step}.unreadable"))
-            mgr.reload()
-    return found
+            if set_aside:
+                directory.rename(directory.with_name(f"{step}.unreadable"))
+                mgr.reload()
+    return None
 
 
-def key_data(keys: jax.Array) -> np.ndarray:
-    """Typed PRNG keys as the uint32 array orbax can store."""
-    return np.asarray(jax.random.key_data(keys))
+def _restore_numpy(item: Path):
+    checkpointer = ocp.StandardCheckpointer()
+    metadata = checkpointer.metadata(item)
+    tree = getattr(metadata, "item_metadata", metadata)
+    tree = getattr(tree, "tree", tree)
+    target = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), tree)
+    return checkpointer.restore(item, target)
 
 
 def _reason(err: Exception) -> str:

@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--out", required=True, help="run directory to create")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     sweep.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    sweep.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: address of process 0")
+    sweep.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+    sweep.add_argument("--process-id", type=int, help="multi-host: this process's rank")
+    sweep.add_argument("--distributed", action="store_true", help="multi-host from the cluster's environment (Slurm)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
 
     demo = commands.add_parser("demo", help="train a small sweep that shows both regimes")
@@ -61,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             return llm.run_llm_command(args)
         if args.command == "sweep":
             spec = SweepSpec.from_toml(args.config, args.set)
+            _initialize_distributed(args)
             return _sweep(spec, args.out, args.quiet, args.resume)
         if args.command == "analyze":
             return _analyze(args.run)
@@ -77,6 +82,24 @@ def main(argv: list[str] | None = None) -> int:
         print("supjax: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _initialize_distributed(args) -> None:
+    """``jax.distributed.initialize`` from the flags, before any device is touched."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if not args.distributed and all(v is None for v in given):
+        return
+    if not args.distributed and any(v is None for v in given):
+        raise ConfigError(
+            "--coordinator", args.coordinator, "give --coordinator, --num-processes and --process-id together"
+        )
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts talk over gloo
+    if args.distributed:
+        jax.distributed.initialize()
+    else:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
 
 def _sweep(spec: SweepSpec, out: str, quiet: bool, resume: bool) -> int:

@@ -178,7 +178,7 @@ def _final_params(path: Path, spec: SweepSpec) -> dict[int, dict[str, np.ndarray
         raise ConfigError("RUN_DIR", str(path), "has no checkpoints/; pass a finished run written by `supjax sweep`")
     parts: dict[int, list] = {}
     for directory in batches:
-        restored = checkpoint.restore_latest(checkpoint.manager(directory))
+        restored = checkpoint.restore_latest(checkpoint.manager(directory), set_aside=False)
         if restored is None or restored[0] != spec.steps:
             raise ConfigError(
                 "RUN_DIR", str(path), "is not finished; continue it with `supjax sweep CONFIG --out DIR --resume`"
@@ -187,7 +187,8 @@ def _final_params(path: Path, spec: SweepSpec) -> dict[int, dict[str, np.ndarray
             W = np.asarray(group["params"]["W"])
             m = W.shape[-1]
             b = np.asarray(group["params"]["b"]).reshape(-1, spec.n)
-            parts.setdefault(m, []).append((W.reshape(-1, spec.n, m), b, np.asarray(index)))
+            real = np.asarray(index) >= 0  # multi-device batches pad with copies, index -1
+            parts.setdefault(m, []).append((W.reshape(-1, spec.n, m)[real], b[real], np.asarray(index)[real]))
     return {
         m: {name: np.concatenate([p[k] for p in ps]) for k, name in enumerate(("W", "b", "index"))}
         for m, ps in sorted(parts.items())

@@ -31,6 +31,7 @@ from supjax import checkpoint, data, model, optim, results
 from supjax.config import ConfigError, SweepSpec
 
 _INIT_TAG, _DATA_TAG = 1, 2
+MODEL_AXIS = "models"
 HYPER_FIELDS = ("weight_decay", "lr_w", "lr_b")
 # Aim for about this much dense work per compiled chunk: seconds on a CPU, tens of ms on
 # a GPU; chunk boundaries are where the progress bar moves and results come back.
@@ -42,8 +43,8 @@ class WidthGroup:
     """The models of one width, laid out [D, G] (see module docstring)."""
 
     m: int
-    model_index: np.ndarray  # [D * G] indices into the sweep's model table
-    local_index: np.ndarray  # [D * G] positions in the plan's rows
+    model_index: np.ndarray  # [D * G] indices into the sweep's model table; -1 for padding
+    local_index: np.ndarray  # [D * G] positions in the plan's rows; -1 for padding
     shape: tuple[int, int]  # (D, G)
     streams: tuple[int, ...]  # the plan's data stream each of the D rows reads
     arrays: dict  # init_keys, weight_decay, lr_w, lr_b: [D, G]
@@ -56,7 +57,8 @@ class Plan:
     spec: SweepSpec
     rows: list[dict]
     groups: tuple[WidthGroup, ...]
-    data: dict  # stream_keys [S], stream_of [D], thresholds [D, n], scales [D, n]
+    data: dict  # stream_keys [S, 2] (key data), stream_of [D], thresholds [D, n], scales [D, n]
+    devices: int = 1  # the D axis of every group is split over this many devices
 
     @property
     def static(self) -> tuple:
@@ -65,12 +67,13 @@ class Plan:
         layout = tuple((g.m, g.shape, g.streams) for g in self.groups)
         tile = s.batch_tile or model.default_batch_tile(s.batch_size, jax.default_backend())
         sequential = jax.default_backend() == "cpu"
-        return (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction, tile, sequential, layout)
+        schedule = (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction)
+        return (*schedule, tile, sequential, self.devices, layout)
 
     @property
     def flops_per_step(self) -> float:
         """Dense work of one step of every model: 10 B n m each."""
-        return sum(10.0 * self.spec.batch_size * self.spec.n * g.m * len(g.model_index) for g in self.groups)
+        return sum(10.0 * self.spec.batch_size * self.spec.n * g.m * np.sum(g.model_index >= 0) for g in self.groups)
 
 
 def model_table(spec: SweepSpec) -> list[dict]:
@@ -124,11 +127,13 @@ def _stream_of(row: dict, shared: bool) -> tuple:
     return (row["m"], row["weight_decay"], row["distribution"], row["activation_density"], row["seed"])
 
 
-def plan(spec: SweepSpec, indices: list[int] | None = None) -> Plan:
+def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) -> Plan:
     """Lay models out as width groups over shared data streams.
 
     ``indices`` (default: all) picks a batch of the model table; it must be a union of
-    :func:`blocks`. ``Plan.rows`` keeps the batch's rows in table order.
+    :func:`blocks`. ``Plan.rows`` keeps the batch's rows in table order. With several
+    ``devices`` each group's D is padded to a multiple of them by repeating its last
+    stream's models (index -1, results dropped).
     """
     table = model_table(spec)
     rows = table if indices is None else [table[i] for i in sorted(indices)]
@@ -141,17 +146,20 @@ def plan(spec: SweepSpec, indices: list[int] | None = None) -> Plan:
     groups = []
     for m in dict.fromkeys(r["m"] for r in rows):
         group_rows = [r for r in rows if r["m"] == m]
+        real = len(group_rows)
+        group_rows += group_rows[-num_decays:] * (-(len(group_rows) // num_decays) % devices)
         shape = (len(group_rows) // num_decays, num_decays)
         reads = tuple(streams.index(_stream_of(r, spec.shared_data)) for r in group_rows[::num_decays])
         arrays = {
-            "init_keys": jnp.stack(
-                [jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows]
+            "init_keys": jax.random.key_data(
+                jnp.stack([jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows])
             ),
             **{k: np.array([r[k] for r in group_rows], np.float32) for k in HYPER_FIELDS},
         }
-        arrays = {k: v.reshape(shape) for k, v in arrays.items()}
-        local = np.array([position[r["index"]] for r in group_rows])
-        groups.append(WidthGroup(m, np.array([r["index"] for r in group_rows]), local, shape, reads, arrays))
+        arrays = {k: np.asarray(v).reshape(*shape, *np.shape(v)[1:]) for k, v in arrays.items()}
+        index = np.array([r["index"] if k < real else -1 for k, r in enumerate(group_rows)])
+        local = np.array([position[i] if i >= 0 else -1 for i in index])
+        groups.append(WidthGroup(m, index, local, shape, reads, arrays))
 
     stream_rows = [first_row[s] for s in streams]
     if spec.shared_data:
@@ -167,12 +175,12 @@ def plan(spec: SweepSpec, indices: list[int] | None = None) -> Plan:
         for r in stream_rows
     ]
     data_arrays = {
-        "stream_keys": jnp.stack(stream_keys),
+        "stream_keys": np.asarray(jax.random.key_data(jnp.stack(stream_keys))),
         "stream_of": np.array(bits_of, np.int32),
         "thresholds": np.stack([t for t, _ in tables]),
         "scales": np.stack([s for _, s in tables]),
     }
-    return Plan(spec, rows, tuple(groups), data_arrays)
+    return Plan(spec, rows, tuple(groups), data_arrays, devices)
 
 
 def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float, batch_tile: int | None = None):
@@ -214,7 +222,7 @@ def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float,
 @functools.lru_cache(maxsize=32)
 def compile_plan(static: tuple):
     """The init and chunk programs for a :attr:`Plan.static`; cached across sweeps."""
-    n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, sequential, layout = static
+    n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, sequential, devices, layout = static
     init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile)
 
     # [D, G] models: broadcast the batch over G (one wide product for the G models), map
@@ -232,45 +240,99 @@ def compile_plan(static: tuple):
     def hyper_of(arrays):
         return {k: arrays[k] for k in HYPER_FIELDS}
 
-    @jax.jit
     def init(groups):
         return tuple(
-            jax.vmap(jax.vmap(functools.partial(init_one, m=m)))(arrays["init_keys"], hyper_of(arrays))
+            jax.vmap(jax.vmap(functools.partial(init_one, m=m)))(
+                jax.random.wrap_key_data(arrays["init_keys"]), hyper_of(arrays)
+            )
             for (m, _, _), arrays in zip(layout, groups, strict=True)
         )
 
     def batch(streams, t):
         """The step-t batch of every stream: [D, B, n]."""
-        bits = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, t), (batch_size, n), jnp.uint32))(
-            streams["stream_keys"]
-        )
+        keys = jax.random.wrap_key_data(streams["stream_keys"])
+        bits = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, t), (batch_size, n), jnp.uint32))(keys)
         return jax.vmap(data.features_from_bits)(bits[streams["stream_of"]], streams["thresholds"], streams["scales"])
 
-    @functools.partial(jax.jit, static_argnames="num_windows", donate_argnums=0)
-    def train_chunk(states, groups, streams, first_step, num_windows: int):
-        """Train ``num_windows * log_every`` steps; return states and window-mean losses [windows, D, G]."""
+    def group_batch(x, shape, reads):
+        """The batches this device's D rows of a group read: [D_local, B, n]."""
+        if devices == 1 and reads == tuple(range(reads[0], reads[0] + len(reads))):
+            return x[reads[0] : reads[0] + len(reads)]
+        local = shape[0] // devices
+        first = jax.lax.axis_index(MODEL_AXIS) * local if devices > 1 else 0
+        return x[jax.lax.dynamic_slice(jnp.asarray(reads, jnp.int32), (first,), (local,))]
+
+    def chunk(states, groups, streams, first_step, num_windows: int):
         hypers = tuple(hyper_of(arrays) for arrays in groups)
 
         def one_step(carry, t):
             x = batch(streams, t)
             states, totals = [], []
-            for (_, _, reads), state, total, hyper in zip(layout, *carry, hypers, strict=True):
-                contiguous = reads == tuple(range(reads[0], reads[0] + len(reads)))
-                x_group = x[reads[0] : reads[0] + len(reads)] if contiguous else x[np.array(reads)]
-                state, loss = step_group(state, hyper, x_group, t)
+            for (_, shape, reads), state, total, hyper in zip(layout, *carry, hypers, strict=True):
+                state, loss = step_group(state, hyper, group_batch(x, shape, reads), t)
                 states.append(state)
                 totals.append(total + loss)
             return (tuple(states), tuple(totals)), None
 
         def one_window(states, w):
             start = first_step + w * log_every
-            zeros = tuple(jnp.zeros(shape, jnp.float32) for _, shape, _ in layout)
+            zeros = tuple(jnp.zeros_like(hyper["weight_decay"]) for hyper in hypers)
             (states, totals), _ = jax.lax.scan(one_step, (states, zeros), start + jnp.arange(log_every))
             return states, tuple(total / log_every for total in totals)
 
         return jax.lax.scan(one_window, states, jnp.arange(num_windows))
 
-    return init, train_chunk
+    if devices > 1:
+        # Every model is independent: each device runs the one-device program on its
+        # share of D, so results equal a one-device run's.
+        mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), (MODEL_AXIS,))
+        models, everywhere = jax.sharding.PartitionSpec(MODEL_AXIS), jax.sharding.PartitionSpec()
+        init = jax.shard_map(init, mesh=mesh, in_specs=(models,), out_specs=models)
+        chunk_windows = chunk
+
+        def chunk(states, groups, streams, first_step, num_windows: int):
+            return jax.shard_map(
+                functools.partial(chunk_windows, num_windows=num_windows),
+                mesh=mesh,
+                in_specs=(models, models, everywhere, everywhere),
+                out_specs=(models, jax.sharding.PartitionSpec(None, MODEL_AXIS)),
+                check_vma=False,
+            )(states, groups, streams, first_step)
+
+    train_chunk = functools.partial(jax.jit, static_argnames="num_windows", donate_argnums=0)(chunk)
+    train_chunk.__doc__ = (
+        "Train ``num_windows * log_every`` steps; return states and window-mean losses [windows, D, G]."
+    )
+    return jax.jit(init), train_chunk
+
+
+def device_count() -> int:
+    """Devices a sweep spreads its models over: all of them (across hosts, too)."""
+    return jax.device_count()
+
+
+def _put(tree, devices: int, sharded: bool):
+    """Global arrays from host values: split on the leading (D) axis, or replicated."""
+    if devices == 1:
+        return jax.device_put(tree)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), (MODEL_AXIS,))
+    spec = jax.sharding.PartitionSpec(MODEL_AXIS) if sharded else jax.sharding.PartitionSpec()
+    sharding = jax.sharding.NamedSharding(mesh, spec)
+
+    def put(value):
+        value = np.asarray(value)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return jax.tree.map(put, tree)
+
+
+def _to_host(tree):
+    """Host numpy copies of (possibly multi-host) global arrays."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
 
 
 def _chunk_windows(the_plan: Plan) -> int:
@@ -291,15 +353,12 @@ def train_batch(the_plan: Plan, manager=None, progress=None) -> tuple[np.ndarray
     """
     spec = the_plan.spec
     init, train_chunk = compile_plan(the_plan.static)
-    groups = jax.device_put(tuple(g.arrays for g in the_plan.groups))
-    streams = jax.device_put(the_plan.data)
+    groups = _put(tuple(g.arrays for g in the_plan.groups), the_plan.devices, sharded=True)
+    streams = _put(the_plan.data, the_plan.devices, sharded=False)
     states = init(groups)
     losses = np.zeros((len(the_plan.rows), spec.num_logs), np.float32)
     done = 0
-    saved = {
-        "index": tuple(g.model_index for g in the_plan.groups),
-        "key_data": checkpoint.key_data(the_plan.data["stream_keys"]),
-    }
+    saved = {"index": tuple(g.model_index for g in the_plan.groups), "key_data": the_plan.data["stream_keys"]}
     if manager is not None:
         restored = checkpoint.restore_latest(manager, {**saved, "states": states, "losses": losses, "step": 0})
         if restored is not None:
@@ -314,15 +373,16 @@ def train_batch(the_plan: Plan, manager=None, progress=None) -> tuple[np.ndarray
     while done < spec.num_logs:
         windows = min(chunk, spec.num_logs - done, every - done % every)
         states, logs = train_chunk(states, groups, streams, jnp.int32(done * spec.log_every), num_windows=windows)
-        for group, log in zip(the_plan.groups, logs, strict=True):
-            losses[group.local_index, done : done + windows] = np.asarray(log).reshape(windows, -1).T
+        for group, log in zip(the_plan.groups, _to_host(logs), strict=True):
+            real = group.local_index >= 0
+            losses[group.local_index[real], done : done + windows] = np.asarray(log).reshape(windows, -1).T[real]
         done += windows
         if progress is not None:
             progress.update(windows * spec.log_every * len(the_plan.rows))
         if manager is not None and (done % every == 0 or done == spec.num_logs):
             step = done * spec.log_every
             checkpoint.save(manager, step, {**saved, "states": states, "losses": losses, "step": step})
-    return losses, jax.device_get(states)
+    return losses, _to_host(states)
 
 
 def split_batches(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:
@@ -364,7 +424,7 @@ def stream_bytes(n: int, batch_size: int) -> float:
 
 
 def _free_memory() -> float:
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and "bytes_limit" in stats:
         return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
@@ -393,30 +453,41 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
     """
     spec = spec.validate()
     rows = model_table(spec)
+    primary = jax.process_index() == 0
     if out is not None and resume:
         spec, batches = results.resume_layout(out, spec)
     else:
         if spec.batch_tile is None:
             spec = spec.replace(batch_tile=model.default_batch_tile(spec.batch_size, jax.default_backend()))
         batches = split_batches(spec, rows)
-        if out is not None:
+        if out is not None and primary:
             results.start_run_dir(out, spec, rows, batches)
+    _sync_hosts("supjax: run directory ready")
     losses = np.full((len(rows), spec.num_logs), np.nan, np.float32)
     widths: dict[int, list] = {}
-    progress = _progress(spec, len(rows) * spec.steps)
+    progress = _progress(spec.replace(progress=spec.progress and primary), len(rows) * spec.steps)
     started = time.perf_counter()
     for k, indices in enumerate(batches):
-        the_plan = plan(spec, indices)
+        the_plan = plan(spec, indices, device_count())
         manager = checkpoint.manager(checkpoint.batch_directory(out, k), spec.max_to_keep) if out else None
         batch_losses, states = train_batch(the_plan, manager, progress)
         for group, state in zip(the_plan.groups, states, strict=True):
-            losses[group.model_index] = batch_losses[group.local_index]
+            real = group.model_index >= 0
+            losses[group.model_index[real]] = batch_losses[group.local_index[real]]
             widths.setdefault(group.m, []).append((group, state))
     progress.close()
     run = _assemble(spec, rows, losses, widths, time.perf_counter() - started)
-    if out is not None:
+    if out is not None and primary:
         results.save_run(run, out)
+    _sync_hosts("supjax: run saved")
     return run
+
+
+def _sync_hosts(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def train(the_plan: Plan) -> results.Run:
@@ -425,7 +496,8 @@ def train(the_plan: Plan) -> results.Run:
     full = np.full((len(model_table(the_plan.spec)), the_plan.spec.num_logs), np.nan, np.float32)
     widths = {}
     for group, state in zip(the_plan.groups, states, strict=True):
-        full[group.model_index] = losses[group.local_index]
+        real = group.model_index >= 0
+        full[group.model_index[real]] = losses[group.local_index[real]]
         widths.setdefault(group.m, []).append((group, state))
     return _assemble(the_plan.spec, model_table(the_plan.spec), full, widths, 0.0)
 
@@ -434,14 +506,15 @@ def _assemble(spec: SweepSpec, rows: list[dict], losses: np.ndarray, widths: dic
     rows = [dict(r) for r in rows]
     params = {}
     for m, parts in widths.items():
-        params[m] = {
-            "W": np.concatenate([s["params"]["W"].reshape(-1, spec.n, m) for _, s in parts]),
-            "b": np.concatenate([s["params"]["b"].reshape(-1, spec.n) for _, s in parts]),
-            "index": np.concatenate([g.model_index for g, _ in parts]),
-        }
+        W, b, index = [], [], []
         for group, state in parts:
-            for index, step in zip(group.model_index, state["diverged_at"].reshape(-1), strict=True):
-                rows[index]["diverged_at"] = int(step)
+            real = group.model_index >= 0  # drop the padding of multi-device groups
+            W.append(state["params"]["W"].reshape(-1, spec.n, m)[real])
+            b.append(state["params"]["b"].reshape(-1, spec.n)[real])
+            index.append(group.model_index[real])
+            for i, step in zip(group.model_index[real], state["diverged_at"].reshape(-1)[real], strict=True):
+                rows[i]["diverged_at"] = int(step)
+        params[m] = {"W": np.concatenate(W), "b": np.concatenate(b), "index": np.concatenate(index)}
     probabilities = {
         results.distribution_key(label, density): data.feature_probabilities(label, spec.n, density)
         for label in spec.distributions
