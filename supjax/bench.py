@@ -62,6 +62,7 @@ def measure(spec: SweepSpec, steps: int) -> dict:
     started = time.perf_counter()
     compiled = train_chunk.lower(states, groups, streams, jnp.int32(0), num_windows=windows).compile()
     compile_s = time.perf_counter() - started
+    memory = compiled.memory_analysis()
     states, _ = jax.block_until_ready(compiled(states, groups, streams, jnp.int32(0)))  # warm-up
     started = time.perf_counter()
     states, logs = jax.block_until_ready(compiled(states, groups, streams, jnp.int32(steps)))
@@ -69,8 +70,13 @@ def measure(spec: SweepSpec, steps: int) -> dict:
     if not all(np.isfinite(np.asarray(log)).all() for log in logs):
         raise FloatingPointError("benchmark losses are not finite")
     model_steps = len(the_plan.rows) * steps
+    program_bytes = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+    program_bytes -= memory.alias_size_in_bytes  # donated state is written in place
+    stats = jax.local_devices()[0].memory_stats() or {}
     return {
         "models": len(the_plan.rows),
+        "memory_per_model_bytes": program_bytes / len(the_plan.rows),
+        "peak_device_bytes": stats.get("peak_bytes_in_use"),
         "steps": steps,
         "compile_s": compile_s,
         "seconds": seconds,

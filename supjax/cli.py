@@ -128,7 +128,8 @@ def _bench(args) -> int:
         return 0
     ours = result["supjax"]
     print(f"{result['workload']} on {result['device']}: n = {result['n']}, B = {result['batch_size']}")
-    rows = [("supjax", ours, f"{ours['models']} models, compile {ours['compile_s']:.1f} s")]
+    memory = ours["memory_per_model_bytes"] / 2**20
+    rows = [("supjax", ours, f"{ours['models']} models, compile {ours['compile_s']:.1f} s, {memory:.1f} MiB/model")]
     if "baseline" in result:
         models = result["baseline"]["models"]
         rows.append(("baseline", result["baseline"], f"the paper's loop and data recipe, {models} models"))

@@ -369,7 +369,7 @@ def train_batch(the_plan: Plan, manager=None, progress=None) -> tuple[np.ndarray
     if progress is not None:
         progress.update(done * spec.log_every * len(the_plan.rows))
     chunk = _chunk_windows(the_plan)
-    every = (spec.checkpoint_every or spec.steps) // spec.log_every
+    every = checkpoint_interval(spec) // spec.log_every
     while done < spec.num_logs:
         windows = min(chunk, spec.num_logs - done, every - done % every)
         states, logs = train_chunk(states, groups, streams, jnp.int32(done * spec.log_every), num_windows=windows)
@@ -383,6 +383,13 @@ def train_batch(the_plan: Plan, manager=None, progress=None) -> tuple[np.ndarray
             step = done * spec.log_every
             checkpoint.save(manager, step, {**saved, "states": states, "losses": losses, "step": step})
     return losses, _to_host(states)
+
+
+def checkpoint_interval(spec: SweepSpec) -> int:
+    """Steps between checkpoints: ``checkpoint_every``, by default a tenth of the run."""
+    if spec.checkpoint_every is not None:
+        return spec.checkpoint_every
+    return max(spec.log_every, spec.steps // 10 // spec.log_every * spec.log_every)
 
 
 def split_batches(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:
@@ -478,7 +485,12 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
     progress.close()
     run = _assemble(spec, rows, losses, widths, time.perf_counter() - started)
     if out is not None and primary:
-        results.save_run(run, out)
+        try:
+            results.save_run(run, out)
+        except OSError as err:
+            raise ConfigError(
+                "--out", str(out), f"could not write the results ({err.strerror}); free space, then rerun with --resume"
+            ) from None
     _sync_hosts("supjax: run saved")
     return run
 

@@ -106,6 +106,8 @@ def test_benchmark_counts_are_consistent(tiny_spec):
     assert ours["models"] == tiny_spec.num_models and ours["steps"] == 10
     flops_per_model_step = 10 * tiny_spec.batch_size * tiny_spec.n * np.mean(tiny_spec.widths)
     assert ours["dense_flops_per_s"] == pytest.approx(ours["model_steps_per_s"] * flops_per_model_step)
+    # A model's program memory holds at least W and its two Adam moments.
+    assert ours["memory_per_model_bytes"] > 3 * 4 * tiny_spec.n * min(tiny_spec.widths)
     loop = bench.measure_baseline(tiny_spec, 5, "paper")
     assert loop["models"] == len(tiny_spec.widths)
     assert loop["dense_flops_per_s"] == pytest.approx(loop["model_steps_per_s"] * flops_per_model_step)
