@@ -52,8 +52,9 @@ def restore_latest(mgr: ocp.CheckpointManager, target=None, set_aside: bool = Tr
     With a ``target`` pytree the arrays come back with its structure, shapes, dtypes and
     shardings; without one, as host numpy arrays in the saved structure (whatever the
     device layout it was saved from: several GPUs, several hosts). An unreadable step is
-    skipped with a warning; with ``set_aside`` it is also renamed ``STEP.unreadable``
-    (kept for inspection, out of the way of the step that will be saved again).
+    skipped with a warning; with ``set_aside`` process 0 also renames it
+    ``STEP.unreadable`` (kept for inspection, out of the way of the step that will be
+    saved again).
     """
     for step in sorted(mgr.all_steps(), reverse=True):
         directory = Path(mgr.directory) / str(step)
@@ -65,8 +66,11 @@ def restore_latest(mgr: ocp.CheckpointManager, target=None, set_aside: bool = Tr
             warnings.warn(
                 f"supjax: checkpoint {directory} is unreadable ({_reason(err)}); using the one before it", stacklevel=2
             )
-            if set_aside:
-                directory.rename(directory.with_name(f"{step}.unreadable"))
+            if set_aside and jax.process_index() == 0:
+                aside = directory.with_name(f"{step}.unreadable")
+                while aside.exists():
+                    aside = aside.with_name(aside.name + "+")
+                directory.rename(aside)
                 mgr.reload()
     return None
 

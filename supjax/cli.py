@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"supjax: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(
+            f"supjax: error: {err.filename or ''}: {err.strerror or err}; check the path and free space",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("supjax: interrupted", file=sys.stderr)
         return 130
@@ -96,10 +102,14 @@ def _initialize_distributed(args) -> None:
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts talk over gloo
-    if args.distributed:
-        jax.distributed.initialize()
-    else:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    try:
+        if args.distributed:
+            jax.distributed.initialize()
+        else:
+            jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError("--coordinator", args.coordinator, f"jax.distributed.initialize failed: {first}") from None
 
 
 def _sweep(spec: SweepSpec, out: str, quiet: bool, resume: bool) -> int:
@@ -171,7 +181,7 @@ def _plot(path: str, out: str | None) -> int:
     written, skipped = plots.plot_run(path, out)
     for note in skipped:
         print(f"skipped {note}")
-    print(f"wrote {len(written)} files to {written[0].parent}")
+    print(f"wrote {len(written)} files to {Path(out) if out else Path(path) / 'figures'}")
     return 0
 
 

@@ -36,9 +36,9 @@ class ConfigError(ValueError):
         super().__init__(f"config field '{field_name}' = {value!r}: {fix}")
 
 
-# Fields that change results: two runs agreeing on these agree bitwise on one backend
-# (with the same batch_tile, which changes float32 summation order). The rest only change
-# how the work is driven, saved and shown.
+# Fields that change results: two runs agreeing on these (and on the batches, kept in a
+# run's batches.json) agree bitwise on one backend; batch_tile and the batches change only
+# float32 summation order. The rest change how the work is driven, saved and shown.
 RESULT_FIELDS = (
     "n",
     "batch_size",
@@ -126,6 +126,17 @@ class SweepSpec:
             object.__setattr__(self, name, value)
         if _is_number(self.lr):
             object.__setattr__(self, "lr", float(self.lr))
+        # A run directory must not depend on the directory it was started from.
+        object.__setattr__(
+            self,
+            "distribution",
+            tuple(
+                f"file:{Path(d[5:]).resolve()}" if isinstance(d, str) and d.startswith("file:") and d[5:] else d
+                for d in self.distribution
+            )
+            if isinstance(self.distribution, tuple)
+            else self.distribution,
+        )
 
     # ---- construction -------------------------------------------------------------
 
@@ -152,8 +163,10 @@ class SweepSpec:
             values = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError("CONFIG", str(path), "file not found; pass a TOML file path") from None
-        except tomllib.TOMLDecodeError as err:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError("CONFIG", str(path), f"not valid TOML ({err}); fix the syntax") from None
+        except OSError as err:
+            raise ConfigError("CONFIG", str(path), f"cannot be read ({err.strerror}); pass a TOML file") from None
         values.update(parse_overrides(overrides))
         return cls.from_dict(values)
 
@@ -168,12 +181,14 @@ class SweepSpec:
     @property
     def distributions(self) -> tuple[str, ...]:
         """Distribution labels, with each bare ``power`` expanded over ``alphas``."""
+        from supjax import data
+
         out = []
         for entry in self.distribution:
             if entry == "power":
                 out.extend(f"power:{float(a)!r}" for a in self.alphas)
             else:
-                out.append(entry)
+                out.append(data.canonical_label(entry))
         return tuple(dict.fromkeys(out))
 
     @property
@@ -231,10 +246,23 @@ class SweepSpec:
             values = getattr(self, name)
             if not isinstance(values, tuple):
                 raise ConfigError(name, values, "must be a list")
+            for v in values:
+                if not isinstance(v, (str, int, float)):
+                    raise ConfigError(name, v, "list entries must be numbers or strings, not lists or tables")
             if not values:
                 raise ConfigError(name, [], "the grid axis is empty; give at least one value")
             if len(set(values)) != len(values):
                 raise ConfigError(name, list(values), "contains duplicates; list each value once")
+        if self.n > 10_000_000:
+            raise ConfigError("n", self.n, "more than 10^7 features; the toy model keeps [batch, n] arrays")
+        if self.max_models_per_batch is not None and self.shared_data:
+            if self.max_models_per_batch < len(self.weight_decays):
+                raise ConfigError(
+                    "max_models_per_batch",
+                    self.max_models_per_batch,
+                    f"models sharing a data stream train together: allow at least {len(self.weight_decays)}"
+                    " (one per weight decay) or set shared_data = false",
+                )
         for m in self.widths:
             _positive_int("widths", m)
             if m > self.n:

@@ -46,6 +46,16 @@ def parse_distribution(label: str) -> tuple[str, str | float | None]:
     return family, value
 
 
+def canonical_label(label: str) -> str:
+    """One spelling per distribution: ``'power:1'`` -> ``'power:1.0'``, so it is one model."""
+    family, arg = parse_distribution(label)
+    if family == "linear":
+        return family
+    if family == "file":
+        return f"file:{arg}"
+    return f"{family}:{float(arg)!r}"
+
+
 def feature_probabilities(label: str, n: int, activation_density: float = 0.0) -> np.ndarray:
     """Feature frequencies p (float64, shape [n]) for a distribution label.
 
@@ -57,17 +67,21 @@ def feature_probabilities(label: str, n: int, activation_density: float = 0.0) -
     """
     family, arg = parse_distribution(label)
     i = np.arange(n, dtype=np.float64)
-    if family == "power":
-        p = (i + 1) ** -arg
-    elif family == "exponential":
-        p = np.exp(-i / arg)
-    elif family == "linear":
-        p = (n - i) / n
-    else:
-        p = _load_vector(arg, n)
-    if family != "file":
-        p = p / p.sum()
-    return apply_activation_density(p, activation_density)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
+        if family == "power":
+            p = (i + 1) ** -arg
+        elif family == "exponential":
+            p = np.exp(-i / arg)
+        elif family == "linear":
+            p = (n - i) / n
+        else:
+            p = _load_vector(arg, n)
+        if family != "file":
+            p = p / p.sum()
+        p = apply_activation_density(p, activation_density)
+    if not (np.all(np.isfinite(p)) and p.sum() > 0 and p.max() <= 1):
+        raise ConfigError("distribution", label, "gives no valid probabilities (overflow or all zero); change it")
+    return p
 
 
 def apply_activation_density(p: np.ndarray, s: float) -> np.ndarray:

@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,8 +95,10 @@ def distribution_key(label: str, activation_density: float) -> str:
 def prepare_run_dir(path: str | Path) -> Path:
     """Refuse an existing non-empty directory, then create ``path``."""
     path = Path(path)
+    if (path / "batches.json").is_file():
+        raise ConfigError("--out", str(path), "holds a run; add --resume to continue it, or choose a new directory")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError("--out", str(path), "exists and is not empty; choose a new directory or remove it")
+        raise ConfigError("--out", str(path), "exists and is not empty; choose a new directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -126,13 +129,17 @@ def resume_layout(path: str | Path, spec: SweepSpec) -> tuple[SweepSpec, list[li
     if not (path / "config.toml").is_file() or not (path / "batches.json").is_file():
         raise ConfigError("--out", str(path), "holds no run to resume; drop --resume to start one")
     saved = SweepSpec.from_toml(path / "config.toml")
+    try:
+        batches = json.loads((path / "batches.json").read_text())
+    except (ValueError, OSError) as err:
+        raise ConfigError("--resume", str(path / "batches.json"), f"is damaged ({err}); start a new run") from None
     if spec.batch_tile is None:
         spec = spec.replace(batch_tile=saved.batch_tile)
     differing = [k for k in RESULT_FIELDS if getattr(spec, k) != getattr(saved, k)]
     if differing:
         keys = ", ".join(f"{k} ({getattr(saved, k)!r} -> {getattr(spec, k)!r})" for k in differing)
         raise ConfigError("--resume", str(path), f"the config differs in {keys}; resume with the saved config.toml")
-    return spec, json.loads((path / "batches.json").read_text())
+    return spec, batches
 
 
 def save_run(run: Run, path: str | Path) -> None:
@@ -140,8 +147,8 @@ def save_run(run: Run, path: str | Path) -> None:
     path = Path(path)
     _write_atomic(path / "config.toml", to_toml(run.spec.to_dict()))
     _write_models(path, run.models)
-    np.save(path / "losses.npy", run.losses)
-    np.savez(path / "probabilities.npz", **run.probabilities)
+    _save_atomic(path / "losses.npy", lambda f: np.save(f, run.losses))
+    _save_atomic(path / "probabilities.npz", lambda f: np.savez(f, **run.probabilities))
     _write_atomic(path / "run.json", json.dumps(run.info, indent=2) + "\n")
 
 
@@ -161,12 +168,22 @@ def load_run(path: str | Path) -> Run:
         if not (path / name).is_file():
             raise ConfigError("RUN_DIR", str(path), f"has no {name}; pass a finished run written by `supjax sweep`")
     spec = SweepSpec.from_toml(path / "config.toml")
-    with open(path / "models.csv", newline="") as f:
-        models = [_typed_row(row) for row in csv.DictReader(f)]
-    with np.load(path / "probabilities.npz") as z:
-        probabilities = {k: z[k] for k in z.files}
-    info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
-    return Run(spec, models, np.load(path / "losses.npy"), _final_params(path, spec), probabilities, info)
+    try:
+        with open(path / "models.csv", newline="") as f:
+            models = [_typed_row(row) for row in csv.DictReader(f)]
+        with np.load(path / "probabilities.npz") as z:
+            probabilities = {k: z[k] for k in z.files}
+        info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
+        losses = np.load(path / "losses.npy")
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as err:
+        raise ConfigError(
+            "RUN_DIR", str(path), f"has a damaged file ({err}); rerun with --resume to rewrite it"
+        ) from None
+    if len(models) != spec.num_models or losses.shape != (spec.num_models, spec.num_logs):
+        raise ConfigError(
+            "RUN_DIR", str(path), "its tables do not match its config; rerun with --resume to rewrite them"
+        )
+    return Run(spec, models, losses, _final_params(path, spec), probabilities, info)
 
 
 def _final_params(path: Path, spec: SweepSpec) -> dict[int, dict[str, np.ndarray]]:
@@ -212,6 +229,13 @@ def _typed_row(row: dict) -> dict:
     for key in ("weight_decay", "alpha", "activation_density", "expected_active", "lr_w", "lr_b"):
         out[key] = float(row[key]) if row[key] not in ("", "nan") else math.nan
     return out
+
+
+def _save_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
 
 
 def _write_atomic(path: Path, text: str) -> None:

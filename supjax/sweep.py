@@ -360,12 +360,14 @@ def train_batch(the_plan: Plan, manager=None, progress=None) -> tuple[np.ndarray
     done = 0
     saved = {"index": tuple(g.model_index for g in the_plan.groups), "key_data": the_plan.data["stream_keys"]}
     if manager is not None:
-        restored = checkpoint.restore_latest(manager, {**saved, "states": states, "losses": losses, "step": 0})
+        # Restored on the host, so a run may resume on another number of devices.
+        restored = checkpoint.restore_latest(manager)
         if restored is not None:
             step, state = restored
             if not np.array_equal(state["key_data"], saved["key_data"]):
                 raise ConfigError("--resume", str(manager.directory), "its data keys differ from this config's")
-            states, losses, done = state["states"], np.asarray(state["losses"]), step // spec.log_every
+            states = _put(_relayout(the_plan, state, states), the_plan.devices, sharded=True)
+            losses, done = np.asarray(state["losses"]), int(step) // spec.log_every
     if progress is not None:
         progress.update(done * spec.log_every * len(the_plan.rows))
     chunk = _chunk_windows(the_plan)
@@ -383,6 +385,30 @@ def train_batch(the_plan: Plan, manager=None, progress=None) -> tuple[np.ndarray
             step = done * spec.log_every
             checkpoint.save(manager, step, {**saved, "states": states, "losses": losses, "step": step})
     return losses, _to_host(states)
+
+
+def _relayout(the_plan: Plan, saved: dict, like: tuple) -> tuple:
+    """Saved group states in this plan's [D, G] layout and pytree types (those of ``like``),
+    matched model by model: the padding for several devices may differ from the run
+    that saved them."""
+    states = []
+    for group, state, index, template in zip(the_plan.groups, saved["states"], saved["index"], like, strict=True):
+        row_of = {int(i): k for k, i in enumerate(np.asarray(index)) if i >= 0}
+        rows = [row_of[int(i)] for i in group.model_index if i >= 0]
+        rows += [rows[-1]] * int(np.sum(group.model_index < 0))  # padding copies the last model
+        leaves = [_take_models(a, rows, group.shape) for a in jax.tree.leaves(state)]
+        expected = jax.tree.leaves(template)
+        if [a.shape for a in leaves] != [a.shape for a in expected]:
+            raise ConfigError(
+                "--resume", f"width {group.m}", "the checkpoint holds another model layout; start a new run"
+            )
+        states.append(jax.tree.unflatten(jax.tree.structure(template), leaves))
+    return tuple(states)
+
+
+def _take_models(a, rows: list[int], shape: tuple[int, int]) -> np.ndarray:
+    a = np.asarray(a)
+    return a.reshape(-1, *a.shape[2:])[rows].reshape(*shape, *a.shape[2:])
 
 
 def checkpoint_interval(spec: SweepSpec) -> int:
@@ -470,6 +496,8 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
         if out is not None and primary:
             results.start_run_dir(out, spec, rows, batches)
     _sync_hosts("supjax: run directory ready")
+    if out is not None and not primary:  # every host trains process 0's batches
+        spec, batches = results.resume_layout(out, spec)
     losses = np.full((len(rows), spec.num_logs), np.nan, np.float32)
     widths: dict[int, list] = {}
     progress = _progress(spec.replace(progress=spec.progress and primary), len(rows) * spec.steps)

@@ -137,3 +137,34 @@ def test_ordinary_sweeps_keep_few_checkpoints(tmp_path):
     kept = sorted(int(p.name) for p in (out / "checkpoints" / "batch-000").iterdir() if p.name.isdigit())
     assert kept == [350, 400]
     assert os.path.getsize(out / "losses.npy") > 0
+
+
+def test_resume_on_another_number_of_devices(reference, tmp_path):
+    out = tmp_path / "moved"
+    shutil.copytree(reference, out)
+    batch = out / "checkpoints" / "batch-000"
+    shutil.rmtree(batch / "3000")
+    # Two data streams per width over four devices: the layout gains padding.
+    config = out / "config.toml"
+    resumed = subprocess.Popen(
+        [sys.executable, "-m", "supjax.cli", "sweep", str(config), "--out", str(out), "--resume", "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+    )
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert not [p for p in batch.iterdir() if "unreadable" in p.name]
+    run, ref = load_run(out), load_run(reference)
+    np.testing.assert_allclose(run.losses, ref.losses, rtol=1e-5)
+    np.testing.assert_allclose(run.params[6]["W"], ref.params[6]["W"], rtol=1e-4, atol=1e-6)
+
+
+def test_damaged_tables_and_reused_directories_are_one_line(reference, tmp_path, capsys):
+    out = tmp_path / "damaged"
+    shutil.copytree(reference, out)
+    (out / "losses.npy").write_bytes(b"not numpy")
+    assert main(["analyze", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "damaged" in err
+    assert main(["sweep", str(out / "config.toml"), "--out", str(out), "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err

@@ -28,6 +28,10 @@ from supjax.sweep import compile_plan
         ({"activation_densities": [1.5]}, "activation_densities", "[0, 1]"),
         ({"distribution": ["gaussian"]}, "distribution", "unknown family"),
         ({"weight_decays": "strong"}, "weight_decays", "number"),
+        ({"alphas": [-300.0]}, "distribution", "no valid probabilities"),
+        ({"widths": [[8]]}, "widths", "not lists"),
+        ({"n": 10**11}, "n", "10^7"),
+        ({"max_models_per_batch": 3}, "max_models_per_batch", "at least 10"),
     ],
 )
 def test_bad_values_name_field_value_and_fix(values, field, words):
@@ -49,7 +53,7 @@ def test_toml_and_overrides(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('n = 100\nwidths = [4, 8]\nsteps = 100\nwarmup_steps = 10\ndistribution = "linear"\n')
     spec = SweepSpec.from_toml(config, ["widths=[5]", "lr=0.02", "distribution=exponential:30"])
-    assert spec.widths == (5,) and spec.lr == 0.02 and spec.distributions == ("exponential:30",)
+    assert spec.widths == (5,) and spec.lr == 0.02 and spec.distributions == ("exponential:30.0",)
 
 
 def run_cli(*args, cwd=None):
@@ -105,3 +109,13 @@ def test_cli_sweep_writes_a_loadable_run(tmp_path):
     again = run_cli("sweep", str(tmp_path / "run" / "config.toml"), "--out", str(tmp_path / "again"), "--quiet")
     assert again.returncode == 0, again.stderr
     assert (load_run(tmp_path / "again").losses == run.losses).all()
+
+
+def test_one_spelling_per_distribution_and_absolute_files(tmp_path, monkeypatch):
+    import numpy as np
+
+    assert SweepSpec(distribution=("power:1", "exponential:4e2")).distributions == ("power:1.0", "exponential:400.0")
+    np.save(tmp_path / "p.npy", np.full(10, 0.1))
+    monkeypatch.chdir(tmp_path)
+    spec = SweepSpec(n=10, widths=(2,), distribution="file:p.npy")
+    assert spec.distribution == (f"file:{tmp_path / 'p.npy'}",)  # a run does not depend on its start directory
