@@ -55,6 +55,7 @@ RESULT_FIELDS = (
     "final_lr_fraction",
     "log_every",
     "shared_data",
+    "importance",
     "batch_tile",
 )
 
@@ -100,8 +101,9 @@ class SweepSpec:
     lr_width_scaling: bool = False
     warmup_steps: int = 2000
     final_lr_fraction: float = 0.05
-    # data
+    # data and loss
     shared_data: bool = True
+    importance: str = "uniform"
     # driving (does not change results beyond float32 summation order)
     chunk_steps: int | None = None
     batch_tile: int | None = None
@@ -290,6 +292,9 @@ class SweepSpec:
                 data.parse_distribution(entry)
         for label in self.distributions:
             data.feature_probabilities(label, self.n)  # validates explicit vectors against n
+        if not isinstance(self.importance, str):
+            raise ConfigError("importance", self.importance, "a string such as 'uniform' or 'geometric:0.9'")
+        data.feature_importance(self.importance, self.n)
         return self
 
 

@@ -96,6 +96,34 @@ def apply_activation_density(p: np.ndarray, s: float) -> np.ndarray:
     return p * (1.0 + s * (1.0 / p.max() - 1.0))
 
 
+IMPORTANCE_FAMILIES = ("uniform", "power", "geometric")
+
+
+def feature_importance(label: str, n: int) -> np.ndarray:
+    """Per-feature weights I (float64, [n]) of the squared error (Elhage et al. 2022).
+
+    ``uniform``: I_i = 1 (the paper's loss); ``power:beta``: I_i = i^-beta, i = 1..n;
+    ``geometric:r``: I_i = r^i, i = 0..n-1 (Anthropic's toy models use r < 1).
+    """
+    family, sep, arg = label.partition(":")
+    if family not in IMPORTANCE_FAMILIES:
+        raise ConfigError("importance", label, f"unknown family; use one of {', '.join(IMPORTANCE_FAMILIES)}")
+    if family == "uniform":
+        if sep:
+            raise ConfigError("importance", label, "'uniform' takes no parameter")
+        return np.ones(n)
+    try:
+        value = float(arg)
+    except ValueError:
+        raise ConfigError("importance", label, f"'{family}:' takes a number, e.g. '{family}:0.9'") from None
+    i = np.arange(n, dtype=np.float64)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        weights = (i + 1) ** -value if family == "power" else value**i
+    if not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.max() == 0:
+        raise ConfigError("importance", label, "gives weights that are not finite and non-negative; change it")
+    return weights
+
+
 def sampler_tables(p) -> tuple[np.ndarray, np.ndarray]:
     """Integer thresholds T_i = floor(p_i 2^32) (uint32) and value scales 2/T_i (float32)."""
     p = np.asarray(p, dtype=np.float64)

@@ -27,24 +27,32 @@ def forward(params: Params, x: jax.Array) -> jax.Array:
     return jax.nn.relu(hidden @ params["W"].T + params["b"])
 
 
-def mean_squared_error(params: Params, x: jax.Array) -> jax.Array:
-    """The training objective of the paper's code: squared error averaged over B and n."""
-    return jnp.mean(jnp.square(forward(params, x) - x))
+def mean_squared_error(params: Params, x: jax.Array, importance: jax.Array | None = None) -> jax.Array:
+    """The training objective of the paper's code: squared error averaged over B and n.
+
+    With ``importance: [n]`` each feature's error is weighted by I_i (Elhage et al. 2022).
+    """
+    error = jnp.square(forward(params, x) - x)
+    return jnp.mean(error if importance is None else error * importance)
 
 
-def loss(params: Params, x: jax.Array) -> jax.Array:
+def loss(params: Params, x: jax.Array, importance: jax.Array | None = None) -> jax.Array:
     """The reported loss: squared error summed over features, averaged over the batch.
 
     Equals n x :func:`mean_squared_error`. An untrained model with zero output costs
     sum_i E[x_i^2] = (4/3) sum_i p_i.
     """
-    return jnp.mean(jnp.sum(jnp.square(forward(params, x) - x), axis=-1))
+    error = jnp.square(forward(params, x) - x)
+    return jnp.mean(jnp.sum(error if importance is None else error * importance, axis=-1))
 
 
-def mse_and_grad(params: Params, x: jax.Array, batch_tile: int | None = None) -> tuple[jax.Array, Params]:
+def mse_and_grad(
+    params: Params, x: jax.Array, batch_tile: int | None = None, importance: jax.Array | None = None
+) -> tuple[jax.Array, Params]:
     """``jax.value_and_grad(mean_squared_error)`` written out, one batch tile at a time.
 
-    With h = x W, z = h W^T + b, r = ReLU(z) - x and dz = 2 r 1[z > 0] / (B n):
+    With h = x W, z = h W^T + b, r = ReLU(z) - x and dz = 2 I r 1[z > 0] / (B n)
+    (I = ``importance``, default 1):
     dL/dW = x^T (dz W) + dz^T h and dL/db = sum_b dz. Equal to autodiff up to float32
     summation order. Scanning over tiles of ``batch_tile`` rows (a divisor of B; None
     for the whole batch) keeps each tile's [tile, n] intermediates in cache, which on
@@ -62,9 +70,10 @@ def mse_and_grad(params: Params, x: jax.Array, batch_tile: int | None = None) ->
         hidden = x_tile @ W
         z = hidden @ W.T + b
         residual = jax.nn.relu(z) - x_tile
-        dz = jnp.where(z > 0, residual, 0.0) * scale
+        weighted = residual if importance is None else residual * importance
+        dz = jnp.where(z > 0, weighted, 0.0) * scale
         grad_w = grad_w + x_tile.T @ (dz @ W) + dz.T @ hidden
-        return (grad_w, grad_b + dz.sum(0), total + jnp.sum(jnp.square(residual))), None
+        return (grad_w, grad_b + dz.sum(0), total + jnp.sum(weighted * residual)), None
 
     start = (jnp.zeros_like(W), jnp.zeros_like(b), jnp.zeros((), x.dtype))
     (grad_w, grad_b, total), _ = jax.lax.scan(one_tile, start, x.reshape(batch // tile, tile, n))

@@ -57,7 +57,7 @@ class Plan:
     spec: SweepSpec
     rows: list[dict]
     groups: tuple[WidthGroup, ...]
-    data: dict  # stream_keys [S, 2] (key data), stream_of [D], thresholds [D, n], scales [D, n]
+    data: dict  # stream_keys [S, 2] (key data), stream_of [D], thresholds, scales [D, n], importance [n]
     devices: int = 1  # the D axis of every group is split over this many devices
 
     @property
@@ -179,6 +179,7 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
         "stream_of": np.array(bits_of, np.int32),
         "thresholds": np.stack([t for t, _ in tables]),
         "scales": np.stack([s for _, s in tables]),
+        "importance": data.feature_importance(spec.importance, spec.n).astype(np.float32),
     }
     return Plan(spec, rows, tuple(groups), data_arrays, devices)
 
@@ -186,8 +187,9 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
 def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float, batch_tile: int | None = None):
     """``(init_one, step_one)`` for ONE model; hyperparameters arrive as traced scalars.
 
-    ``init_one(key, hyper, m) -> state`` and ``step_one(state, hyper, x, t) -> (state, loss)``
-    with ``hyper = {"weight_decay", "lr_w", "lr_b"}``, ``t`` the step number, and the
+    ``init_one(key, hyper, m) -> state`` and ``step_one(state, hyper, x, t[, importance])
+    -> (state, loss)`` with ``hyper = {"weight_decay", "lr_w", "lr_b"}``, ``t`` the step
+    number, ``importance: [n]`` the feature weights of the squared error, and the
     reported loss n x MSE of the batch before the update (NaN once the model diverged:
     its state then stays frozen and ``state["diverged_at"]`` holds the step, else -1).
     ``batch_tile``: see :func:`supjax.model.mse_and_grad`.
@@ -203,8 +205,8 @@ def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float,
         params = model.init_params(key, n, m)
         return {"params": params, "opt_state": optimizer(hyper).init(params), "diverged_at": jnp.int32(-1)}
 
-    def step_one(state, hyper, x, t):
-        mse, grads = model.mse_and_grad(state["params"], x, batch_tile)
+    def step_one(state, hyper, x, t, importance=None):
+        mse, grads = model.mse_and_grad(state["params"], x, batch_tile, importance)
         updates, opt_state = optimizer(hyper).update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         # A model whose loss or weights stop being finite keeps its last finite state and
@@ -228,14 +230,14 @@ def compile_plan(static: tuple):
     # [D, G] models: broadcast the batch over G (one wide product for the G models), map
     # it over D. On a CPU, D in sequence is 1.5-2x faster than a vmap over D (XLA's
     # batched products there lose the cache-friendly layout); on accelerators, vmap.
-    step_models = jax.vmap(step_one, in_axes=(0, 0, None, None))
+    step_models = jax.vmap(step_one, in_axes=(0, 0, None, None, None))
     if sequential:
 
-        def step_group(state, hyper, x, t):
-            return jax.lax.map(lambda args: step_models(*args, t), (state, hyper, x))
+        def step_group(state, hyper, x, t, importance):
+            return jax.lax.map(lambda args: step_models(*args, t, importance), (state, hyper, x))
 
     else:
-        step_group = jax.vmap(step_models, in_axes=(0, 0, 0, None))
+        step_group = jax.vmap(step_models, in_axes=(0, 0, 0, None, None))
 
     def hyper_of(arrays):
         return {k: arrays[k] for k in HYPER_FIELDS}
@@ -269,7 +271,7 @@ def compile_plan(static: tuple):
             x = batch(streams, t)
             states, totals = [], []
             for (_, shape, reads), state, total, hyper in zip(layout, *carry, hypers, strict=True):
-                state, loss = step_group(state, hyper, group_batch(x, shape, reads), t)
+                state, loss = step_group(state, hyper, group_batch(x, shape, reads), t, streams["importance"])
                 states.append(state)
                 totals.append(total + loss)
             return (tuple(states), tuple(totals)), None

@@ -32,6 +32,8 @@ from supjax.sweep import compile_plan
         ({"widths": [[8]]}, "widths", "not lists"),
         ({"n": 10**11}, "n", "10^7"),
         ({"max_models_per_batch": 3}, "max_models_per_batch", "at least 10"),
+        ({"importance": "zipf"}, "importance", "unknown family"),
+        ({"importance": "geometric:-2"}, "importance", "non-negative"),
     ],
 )
 def test_bad_values_name_field_value_and_fix(values, field, words):

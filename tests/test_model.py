@@ -51,3 +51,21 @@ def test_batch_tile_choice():
     assert model.default_batch_tile(1031, "cpu") == 1031  # prime: no tiling
     with pytest.raises(ValueError, match="divide"):
         model.mse_and_grad(model.init_params(jax.random.key(0), 10, 2), jnp.zeros((12, 10)), 5)
+
+
+def test_importance_weights_the_loss_and_ones_change_nothing():
+    n = 50
+    params = model.init_params(jax.random.key(7), n, 4)
+    x = data.sample_features(jax.random.key(8), data.feature_probabilities("power:1.0", n), 64)
+    ones = jnp.asarray(data.feature_importance("uniform", n), jnp.float32)
+    assert model.loss(params, x, ones) == model.loss(params, x)  # exactly
+    mse, grads = model.mse_and_grad(params, x, 16, ones)
+    plain_mse, plain_grads = model.mse_and_grad(params, x, 16)
+    assert mse == plain_mse and bool(jnp.all(grads["W"] == plain_grads["W"]))
+    weights = jnp.asarray(data.feature_importance("geometric:0.9", n), jnp.float32)
+    mse, grads = model.mse_and_grad(params, x, 16, weights)
+    ref_mse, ref_grads = jax.value_and_grad(model.mean_squared_error)(params, x, weights)
+    np.testing.assert_allclose(mse, ref_mse, rtol=1e-5)
+    np.testing.assert_allclose(grads["W"], ref_grads["W"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(data.feature_importance("geometric:0.9", 4), 0.9 ** np.arange(4))
+    np.testing.assert_allclose(data.feature_importance("power:2", 3), [1, 1 / 4, 1 / 9])

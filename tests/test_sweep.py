@@ -155,3 +155,10 @@ def test_run_keeps_the_feature_probabilities_it_trained_on(tiny_spec, tmp_path):
     assert run.final_loss(100).shape == (spec.num_models,)
     # The final loss averages the last 100 steps: 10 windows of log_every = 10.
     np.testing.assert_allclose(run.final_loss(100), run.losses[:, -10:].mean(1))
+
+
+def test_importance_is_a_sweep_option(tiny_spec):
+    plain = run_sweep(tiny_spec)
+    np.testing.assert_array_equal(run_sweep(tiny_spec.replace(importance="power:0")).losses, plain.losses)
+    weighted = run_sweep(tiny_spec.replace(importance="geometric:0.95"))
+    assert np.all(weighted.losses[:, -1] < plain.losses[:, -1])  # rare features count less
