@@ -56,6 +56,9 @@ RESULT_FIELDS = (
     "log_every",
     "shared_data",
     "importance",
+    "correlation_block",
+    "correlation",
+    "exclusive_blocks",
     "batch_tile",
 )
 
@@ -104,6 +107,9 @@ class SweepSpec:
     # data and loss
     shared_data: bool = True
     importance: str = "uniform"
+    correlation_block: int = 1
+    correlation: float = 0.0
+    exclusive_blocks: bool = False
     # driving (does not change results beyond float32 summation order)
     chunk_steps: int | None = None
     batch_tile: int | None = None
@@ -194,6 +200,32 @@ class SweepSpec:
         return tuple(dict.fromkeys(out))
 
     @property
+    def sampler(self) -> str:
+        """``independent``, ``copula`` (correlated blocks) or ``exclusive`` (see supjax.data)."""
+        if self.exclusive_blocks:
+            return "exclusive"
+        return "copula" if self.correlation_block > 1 else "independent"
+
+    def _validate_correlation(self) -> None:
+        from supjax import data
+
+        _positive_int("correlation_block", self.correlation_block)
+        _finite_float("correlation", self.correlation)
+        if self.n % self.correlation_block:
+            raise ConfigError("correlation_block", self.correlation_block, f"must divide n = {self.n}")
+        if not 0 <= self.correlation < 1:
+            raise ConfigError("correlation", self.correlation, "the within-block correlation rho must lie in [0, 1)")
+        if self.correlation and self.correlation_block == 1:
+            raise ConfigError("correlation", self.correlation, "needs correlation_block > 1 (features per block)")
+        if self.exclusive_blocks and (self.correlation or self.correlation_block == 1):
+            raise ConfigError("exclusive_blocks", True, "needs correlation_block > 1 and correlation = 0")
+        if self.sampler == "exclusive":
+            for label in self.distributions:
+                for density in self.activation_densities:
+                    p = data.feature_probabilities(label, self.n, density)
+                    data.correlated_tables(p, "exclusive", self.correlation_block)
+
+    @property
     def num_models(self) -> int:
         return (
             len(self.widths)
@@ -230,7 +262,7 @@ class SweepSpec:
                 raise ConfigError(
                     "batch_tile", self.batch_tile, f"must divide batch_size = {self.batch_size}; or leave it unset"
                 )
-        for name in ("lr_width_scaling", "shared_data", "progress"):
+        for name in ("lr_width_scaling", "shared_data", "progress", "exclusive_blocks"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "must be true or false")
         for name in ("lr", "final_lr_fraction"):
@@ -292,6 +324,7 @@ class SweepSpec:
                 data.parse_distribution(entry)
         for label in self.distributions:
             data.feature_probabilities(label, self.n)  # validates explicit vectors against n
+        self._validate_correlation()
         if not isinstance(self.importance, str):
             raise ConfigError("importance", self.importance, "a string such as 'uniform' or 'geometric:0.9'")
         data.feature_importance(self.importance, self.n)

@@ -145,6 +145,71 @@ def sample_features(key: jax.Array, p, batch_size: int) -> jax.Array:
     return features_from_bits(bits, jnp.asarray(thresholds), jnp.asarray(scales))
 
 
+# ---- correlated features ----------------------------------------------------------------
+#
+# Features come in consecutive blocks of k. Two laws keep every marginal P(u_i = 1) = p_i:
+#
+# * "copula" (correlation rho in [0, 1)): u_i = 1[sqrt(rho) g + sqrt(1 - rho) e_i < z_i]
+#   with one g ~ N(0, 1) per sample and block, e_i ~ N(0, 1), z_i = Phi^-1(p_i): the
+#   latent normals of a block have correlation rho (a Gaussian copula);
+# * "exclusive": at most one feature of a block is active (anti-correlated): one 32-bit
+#   integer k per sample and block picks feature i when L_i <= k < U_i, with [L_i, U_i)
+#   the block's cumulative probabilities times 2^32, and its value 2 (k - L_i + 1/2) /
+#   (U_i - L_i) is again U(0, 2). Needs sum p <= 1 within every block.
+#
+# Values v_i ~ U(0, 2) are independent of the activations in both.
+
+SAMPLERS = ("independent", "copula", "exclusive")
+
+
+def correlated_tables(p, kind: str, block: int) -> dict[str, np.ndarray]:
+    """Per-feature tables ([n] each) of a ``copula`` or ``exclusive`` sampler."""
+    p = np.asarray(p, np.float64)
+    if kind == "copula":
+        return {"z": np.asarray(jax.scipy.special.ndtri(jnp.asarray(p, jnp.float32)))}
+    upper = np.cumsum(p.reshape(-1, block), axis=1).reshape(-1)
+    if upper.max() > 1 + 1e-9:
+        raise ConfigError("exclusive_blocks", True, "a block's probabilities sum above 1; use smaller blocks")
+    high = np.minimum(np.floor(upper * 2.0**32), 2.0**32 - 1)
+    low = np.minimum(np.floor((upper - p) * 2.0**32), high)
+    return {
+        "low": low.astype(np.uint32),
+        "high": high.astype(np.uint32),
+        "scales": (2.0 / np.maximum(high - low, 1.0)).astype(np.float32),
+    }
+
+
+def correlated_draws(key: jax.Array, kind: str, batch_size: int, n: int, block: int) -> dict[str, jax.Array]:
+    """The random numbers of one batch, shared by every distribution of a seed."""
+    if kind == "copula":
+        k_block, k_feature, k_value = jax.random.split(key, 3)
+        return {
+            "block": jax.random.normal(k_block, (batch_size, n // block)),
+            "feature": jax.random.normal(k_feature, (batch_size, n)),
+            "value": jax.random.uniform(k_value, (batch_size, n), maxval=2.0),
+        }
+    return {"bits": jax.random.bits(key, (batch_size, n // block), jnp.uint32)}
+
+
+def correlated_features(draws: dict, tables: dict, kind: str, block: int, rho) -> jax.Array:
+    """x: [B, n] from :func:`correlated_draws` and :func:`correlated_tables`."""
+    if kind == "copula":
+        shared = jnp.repeat(draws["block"], block, axis=1)
+        latent = jnp.sqrt(rho) * shared + jnp.sqrt(1.0 - rho) * draws["feature"]
+        return jnp.where(latent < tables["z"], draws["value"], 0.0)
+    bits = jnp.repeat(draws["bits"], block, axis=1)
+    active = (bits >= tables["low"]) & (bits < tables["high"])
+    return jnp.where(active, (bits - tables["low"]).astype(jnp.float32) * tables["scales"] + tables["scales"] / 2, 0.0)
+
+
+def sample_correlated(key: jax.Array, p, batch_size: int, block: int, rho: float = 0.0, exclusive: bool = False):
+    """One batch ``x: [batch_size, n]`` with correlated (or mutually exclusive) blocks."""
+    kind = "exclusive" if exclusive else "copula"
+    n = len(p)
+    tables = {k: jnp.asarray(v) for k, v in correlated_tables(p, kind, block).items()}
+    return correlated_features(correlated_draws(key, kind, batch_size, n, block), tables, kind, block, rho)
+
+
 def _load_vector(path: str, n: int) -> np.ndarray:
     file = Path(path)
     try:

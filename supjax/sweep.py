@@ -68,7 +68,7 @@ class Plan:
         tile = s.batch_tile or model.default_batch_tile(s.batch_size, jax.default_backend())
         sequential = jax.default_backend() == "cpu"
         schedule = (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction)
-        return (*schedule, tile, sequential, self.devices, layout)
+        return (*schedule, tile, sequential, self.devices, (s.sampler, s.correlation_block), layout)
 
     @property
     def flops_per_step(self) -> float:
@@ -170,18 +170,26 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
     else:
         stream_keys = [jax.random.fold_in(_seed_key(r["seed"], _DATA_TAG), _identity(r)) for r in stream_rows]
         bits_of = list(range(len(stream_rows)))
-    tables = [
-        data.sampler_tables(data.feature_probabilities(r["distribution"], spec.n, r["activation_density"]))
-        for r in stream_rows
-    ]
     data_arrays = {
         "stream_keys": np.asarray(jax.random.key_data(jnp.stack(stream_keys))),
         "stream_of": np.array(bits_of, np.int32),
-        "thresholds": np.stack([t for t, _ in tables]),
-        "scales": np.stack([s for _, s in tables]),
+        "tables": _stack([_sampler_tables(spec, r) for r in stream_rows]),
         "importance": data.feature_importance(spec.importance, spec.n).astype(np.float32),
+        "correlation": np.float32(spec.correlation),
     }
     return Plan(spec, rows, tuple(groups), data_arrays, devices)
+
+
+def _sampler_tables(spec: SweepSpec, row: dict) -> dict[str, np.ndarray]:
+    p = data.feature_probabilities(row["distribution"], spec.n, row["activation_density"])
+    if spec.sampler == "independent":
+        thresholds, scales = data.sampler_tables(p)
+        return {"thresholds": thresholds, "scales": scales}
+    return data.correlated_tables(p, spec.sampler, spec.correlation_block)
+
+
+def _stack(tables: list[dict]) -> dict:
+    return {k: np.stack([t[k] for t in tables]) for k in tables[0]}
 
 
 def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float, batch_tile: int | None = None):
@@ -224,7 +232,10 @@ def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float,
 @functools.lru_cache(maxsize=32)
 def compile_plan(static: tuple):
     """The init and chunk programs for a :attr:`Plan.static`; cached across sweeps."""
-    n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, sequential, devices, layout = static
+    n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, sequential, devices, sampler, layout = (
+        static
+    )
+    sampler, block = sampler
     init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile)
 
     # [D, G] models: broadcast the batch over G (one wide product for the G models), map
@@ -252,9 +263,18 @@ def compile_plan(static: tuple):
 
     def batch(streams, t):
         """The step-t batch of every stream: [D, B, n]."""
-        keys = jax.random.wrap_key_data(streams["stream_keys"])
-        bits = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, t), (batch_size, n), jnp.uint32))(keys)
-        return jax.vmap(data.features_from_bits)(bits[streams["stream_of"]], streams["thresholds"], streams["scales"])
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(jax.random.wrap_key_data(streams["stream_keys"]))
+        tables, seed_of = streams["tables"], streams["stream_of"]
+        if sampler == "independent":
+            bits = jax.vmap(lambda k: jax.random.bits(k, (batch_size, n), jnp.uint32))(keys)
+            return jax.vmap(data.features_from_bits)(bits[seed_of], tables["thresholds"], tables["scales"])
+        draws = jax.vmap(lambda k: data.correlated_draws(k, sampler, batch_size, n, block))(keys)
+        draws = jax.tree.map(lambda a: a[seed_of], draws)
+
+        def one_stream(draw, table):
+            return data.correlated_features(draw, table, sampler, block, streams["correlation"])
+
+        return jax.vmap(one_stream)(draws, tables)
 
     def group_batch(x, shape, reads):
         """The batches this device's D rows of a group read: [D_local, B, n]."""

@@ -33,6 +33,14 @@ from supjax.sweep import compile_plan
         ({"n": 10**11}, "n", "10^7"),
         ({"max_models_per_batch": 3}, "max_models_per_batch", "at least 10"),
         ({"importance": "zipf"}, "importance", "unknown family"),
+        ({"correlation": 0.5}, "correlation", "correlation_block > 1"),
+        ({"correlation_block": 7}, "correlation_block", "divide n"),
+        ({"correlation_block": 4, "correlation": 1.0}, "correlation", "[0, 1)"),
+        (
+            {"correlation_block": 2, "exclusive_blocks": True, "activation_densities": [1.0]},
+            "exclusive_blocks",
+            "above 1",
+        ),
         ({"importance": "geometric:-2"}, "importance", "non-negative"),
     ],
 )

@@ -1,3 +1,5 @@
+import math
+
 import jax
 import numpy as np
 import pytest
@@ -68,3 +70,44 @@ def test_explicit_vector_is_used_as_given(tmp_path):
 def test_bad_distribution_labels_are_named(label):
     with pytest.raises(ConfigError, match="distribution"):
         data.parse_distribution(label)
+
+
+def _normal_cdf(z):
+    return 0.5 * (1 + np.vectorize(math.erf)(z / np.sqrt(2)))
+
+
+def _joint_activation(p_i, p_j, rho):
+    """P(u_i = u_j = 1) under the Gaussian copula: integrate over the shared normal."""
+    z_i, z_j = (float(jax.scipy.special.ndtri(np.float32(p))) for p in (p_i, p_j))
+    g = np.linspace(-8, 8, 4001)
+    density = np.exp(-(g**2) / 2) / np.sqrt(2 * np.pi)
+    scale = np.sqrt(1 - rho)
+    inner = _normal_cdf((z_i - np.sqrt(rho) * g) / scale) * _normal_cdf((z_j - np.sqrt(rho) * g) / scale)
+    return np.trapezoid(density * inner, g)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.3, 0.8])
+def test_copula_keeps_marginals_and_reaches_the_block_correlation(rho):
+    p = np.array([0.3, 0.1, 0.05, 0.2, 0.02, 0.4, 0.1, 0.15])
+    count = 300_000
+    active = np.asarray(data.sample_correlated(jax.random.key(3), p, count, block=4, rho=rho)) > 0
+    se = np.sqrt(p * (1 - p) / count)
+    np.testing.assert_array_less(np.abs(active.mean(0) - p), 5 * se)
+    for i, j in [(0, 1), (2, 3), (5, 7)]:  # pairs inside a block
+        expected = _joint_activation(p[i], p[j], rho)
+        assert abs((active[:, i] & active[:, j]).mean() - expected) < 5 * np.sqrt(expected / count)
+    across = (active[:, 0] & active[:, 4]).mean()  # different blocks stay independent
+    assert abs(across - p[0] * p[4]) < 5 * np.sqrt(p[0] * p[4] / count)
+
+
+def test_exclusive_blocks_keep_marginals_and_one_feature_a_block():
+    p = np.array([0.3, 0.1, 0.05, 0.2, 1e-6, 0.4, 0.1, 0.15])
+    x = np.asarray(data.sample_correlated(jax.random.key(4), p, 300_000, block=4, exclusive=True), np.float64)
+    active = x > 0
+    assert active.reshape(-1, 2, 4).sum(-1).max() == 1
+    se = np.sqrt(p * (1 - p) / x.shape[0])
+    np.testing.assert_array_less(np.abs(active.mean(0) - p), 5 * se + 1e-6)
+    np.testing.assert_allclose(x.mean(0), p, atol=5 * 2 * se.max())
+    assert abs(np.mean(x[active] < 1.0) - 0.5) < 0.01  # values stay U(0, 2)
+    with pytest.raises(ConfigError, match="sum above 1"):
+        data.correlated_tables(np.full(8, 0.3), "exclusive", 4)

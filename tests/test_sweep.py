@@ -162,3 +162,12 @@ def test_importance_is_a_sweep_option(tiny_spec):
     np.testing.assert_array_equal(run_sweep(tiny_spec.replace(importance="power:0")).losses, plain.losses)
     weighted = run_sweep(tiny_spec.replace(importance="geometric:0.95"))
     assert np.all(weighted.losses[:, -1] < plain.losses[:, -1])  # rare features count less
+
+
+def test_correlated_features_are_a_sweep_option(tiny_spec):
+    plain = run_sweep(tiny_spec)
+    for options in ({"correlation_block": 4, "correlation": 0.5}, {"correlation_block": 4, "exclusive_blocks": True}):
+        spec = tiny_spec.replace(**options)
+        run = run_sweep(spec)
+        assert np.all(np.isfinite(run.losses)) and not np.allclose(run.losses, plain.losses)
+        np.testing.assert_array_equal(run_sweep(spec).losses, run.losses)  # reproducible
