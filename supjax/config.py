@@ -55,6 +55,7 @@ RESULT_FIELDS = (
     "final_lr_fraction",
     "log_every",
     "shared_data",
+    "loss",
     "importance",
     "correlation_block",
     "correlation",
@@ -65,6 +66,7 @@ RESULT_FIELDS = (
 
 GRID_FIELDS = ("widths", "weight_decays", "distribution", "alphas", "activation_densities", "seeds")
 FLOAT_FIELDS = ("weight_decays", "alphas", "activation_densities")
+LOSSES = ("mse", "cross_entropy", "soft_cross_entropy")
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class SweepSpec:
     final_lr_fraction: float = 0.05
     # data and loss
     shared_data: bool = True
+    loss: str = "mse"
     importance: str = "uniform"
     correlation_block: int = 1
     correlation: float = 0.0
@@ -202,12 +205,19 @@ class SweepSpec:
     @property
     def sampler(self) -> str:
         """``independent``, ``copula`` (correlated blocks) or ``exclusive`` (see supjax.data)."""
-        if self.exclusive_blocks:
-            return "exclusive"
+        if self.exclusive_blocks or self.loss == "cross_entropy":
+            return "exclusive"  # cross-entropy: one block of all n features, one active each
         return "copula" if self.correlation_block > 1 else "independent"
 
     def _validate_correlation(self) -> None:
         from supjax import data
+
+        if self.loss not in LOSSES:
+            raise ConfigError("loss", self.loss, f"use one of {', '.join(LOSSES)}")
+        if self.loss != "mse" and self.importance != "uniform":
+            raise ConfigError("importance", self.importance, "weights the squared error; use it with loss = 'mse'")
+        if self.loss == "cross_entropy" and (self.correlation_block > 1 or self.exclusive_blocks):
+            raise ConfigError("loss", self.loss, "draws one active feature per sample; drop the correlation options")
 
         _positive_int("correlation_block", self.correlation_block)
         _finite_float("correlation", self.correlation)

@@ -46,6 +46,25 @@ def loss(params: Params, x: jax.Array, importance: jax.Array | None = None) -> j
     return jnp.mean(jnp.sum(error if importance is None else error * importance, axis=-1))
 
 
+def cross_entropy_per_sample(params: Params, x: jax.Array) -> jax.Array:
+    """-sum_i q_i log softmax(z)_i per sample, z = x W W^T + b (logits, no ReLU), q = x / sum(x).
+
+    With one active feature t (``loss = "cross_entropy"``) q is one-hot and this is
+    -log softmax(z)_t; with several (``"soft_cross_entropy"``) the target is the
+    distribution the active features define. A sample with no active feature costs 0.
+    """
+    logits = (x @ params["W"]) @ params["W"].T + params["b"]
+    total = jnp.sum(x, axis=-1, keepdims=True)
+    target = x / jnp.where(total > 0, total, 1.0)
+    return -jnp.sum(target * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+
+
+def cross_entropy(params: Params, x: jax.Array) -> jax.Array:
+    """Mean of :func:`cross_entropy_per_sample` over the samples with an active feature."""
+    active = jnp.sum(x, axis=-1) > 0
+    return jnp.sum(cross_entropy_per_sample(params, x)) / jnp.maximum(jnp.sum(active), 1)
+
+
 def mse_and_grad(
     params: Params, x: jax.Array, batch_tile: int | None = None, importance: jax.Array | None = None
 ) -> tuple[jax.Array, Params]:

@@ -68,7 +68,8 @@ class Plan:
         tile = s.batch_tile or model.default_batch_tile(s.batch_size, jax.default_backend())
         sequential = jax.default_backend() == "cpu"
         schedule = (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction)
-        return (*schedule, tile, sequential, self.devices, (s.sampler, s.correlation_block), layout)
+        block = s.n if s.loss == "cross_entropy" else s.correlation_block
+        return (*schedule, tile, sequential, self.devices, (s.sampler, block, s.loss), layout)
 
     @property
     def flops_per_step(self) -> float:
@@ -185,6 +186,8 @@ def _sampler_tables(spec: SweepSpec, row: dict) -> dict[str, np.ndarray]:
     if spec.sampler == "independent":
         thresholds, scales = data.sampler_tables(p)
         return {"thresholds": thresholds, "scales": scales}
+    if spec.loss == "cross_entropy":  # one active feature per sample, drawn with probability p_i / sum p
+        return data.correlated_tables(p / p.sum(), "exclusive", spec.n)
     return data.correlated_tables(p, spec.sampler, spec.correlation_block)
 
 
@@ -192,13 +195,16 @@ def _stack(tables: list[dict]) -> dict:
     return {k: np.stack([t[k] for t in tables]) for k in tables[0]}
 
 
-def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float, batch_tile: int | None = None):
+def one_model_step(
+    n: int, steps: int, warmup_steps: int, final_fraction: float, batch_tile: int | None = None, loss: str = "mse"
+):
     """``(init_one, step_one)`` for ONE model; hyperparameters arrive as traced scalars.
 
     ``init_one(key, hyper, m) -> state`` and ``step_one(state, hyper, x, t[, importance])
     -> (state, loss)`` with ``hyper = {"weight_decay", "lr_w", "lr_b"}``, ``t`` the step
     number, ``importance: [n]`` the feature weights of the squared error, and the
-    reported loss n x MSE of the batch before the update (NaN once the model diverged:
+    reported loss of the batch before the update: n x MSE, or the mean cross-entropy with
+    ``loss = "cross_entropy"`` / ``"soft_cross_entropy"`` (NaN once the model diverged:
     its state then stays frozen and ``state["diverged_at"]`` holds the step, else -1).
     ``batch_tile``: see :func:`supjax.model.mse_and_grad`.
     """
@@ -214,17 +220,22 @@ def one_model_step(n: int, steps: int, warmup_steps: int, final_fraction: float,
         return {"params": params, "opt_state": optimizer(hyper).init(params), "diverged_at": jnp.int32(-1)}
 
     def step_one(state, hyper, x, t, importance=None):
-        mse, grads = model.mse_and_grad(state["params"], x, batch_tile, importance)
+        if loss == "mse":
+            value, grads = model.mse_and_grad(state["params"], x, batch_tile, importance)
+            reported = n * value
+        else:
+            value, grads = jax.value_and_grad(model.cross_entropy)(state["params"], x)
+            reported = value
         updates, opt_state = optimizer(hyper).update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         # A model whose loss or weights stop being finite keeps its last finite state and
         # the step it diverged at; vmapped neighbours never see its NaNs.
-        finite = jnp.isfinite(mse) & jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+        finite = jnp.isfinite(value) & jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
         alive = state["diverged_at"] < 0
         new = {"params": params, "opt_state": opt_state}
         kept = jax.tree.map(lambda a, b: jnp.where(alive & finite, a, b), new, {k: state[k] for k in new})
         kept["diverged_at"] = jnp.where(alive & ~finite, t, state["diverged_at"]).astype(jnp.int32)
-        return kept, jnp.where(alive, n * mse, jnp.nan)
+        return kept, jnp.where(alive, reported, jnp.nan)
 
     return init_one, step_one
 
@@ -235,8 +246,8 @@ def compile_plan(static: tuple):
     n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, sequential, devices, sampler, layout = (
         static
     )
-    sampler, block = sampler
-    init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile)
+    sampler, block, loss_kind = sampler
+    init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile, loss_kind)
 
     # [D, G] models: broadcast the batch over G (one wide product for the G models), map
     # it over D. On a CPU, D in sequence is 1.5-2x faster than a vmap over D (XLA's

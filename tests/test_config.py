@@ -34,6 +34,8 @@ from supjax.sweep import compile_plan
         ({"max_models_per_batch": 3}, "max_models_per_batch", "at least 10"),
         ({"importance": "zipf"}, "importance", "unknown family"),
         ({"correlation": 0.5}, "correlation", "correlation_block > 1"),
+        ({"loss": "hinge"}, "loss", "cross_entropy"),
+        ({"loss": "cross_entropy", "importance": "power:1"}, "importance", "mse"),
         ({"correlation_block": 7}, "correlation_block", "divide n"),
         ({"correlation_block": 4, "correlation": 1.0}, "correlation", "[0, 1)"),
         (

@@ -69,3 +69,18 @@ def test_importance_weights_the_loss_and_ones_change_nothing():
     np.testing.assert_allclose(grads["W"], ref_grads["W"], rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(data.feature_importance("geometric:0.9", 4), 0.9 ** np.arange(4))
     np.testing.assert_allclose(data.feature_importance("power:2", 3), [1, 1 / 4, 1 / 9])
+
+
+def test_cross_entropy_of_the_frequency_model_is_the_entropy():
+    # W = 0 and b = log p predict p for every sample: the expected loss is H(p).
+    n = 40
+    p = data.feature_probabilities("power:1.2", n)
+    params = {"W": jnp.zeros((n, 3)), "b": jnp.asarray(np.log(p), jnp.float32)}
+    per_sample = model.cross_entropy_per_sample(params, jnp.eye(n) * 1.7)  # one active feature each
+    entropy = -np.sum(p * np.log(p))
+    assert float(jnp.dot(per_sample, jnp.asarray(p, jnp.float32))) == pytest.approx(entropy, rel=1e-5)
+    # Soft targets: two equal active features put half the weight on each.
+    x = jnp.zeros((1, n)).at[0, :2].set(0.5)
+    expected = -0.5 * (np.log(p[0]) + np.log(p[1]))
+    assert float(model.cross_entropy_per_sample(params, x)[0]) == pytest.approx(expected, rel=1e-5)
+    assert float(model.cross_entropy(params, jnp.zeros((3, n)))) == 0.0  # no active feature, no loss

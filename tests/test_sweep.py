@@ -171,3 +171,25 @@ def test_correlated_features_are_a_sweep_option(tiny_spec):
         run = run_sweep(spec)
         assert np.all(np.isfinite(run.losses)) and not np.allclose(run.losses, plain.losses)
         np.testing.assert_array_equal(run_sweep(spec).losses, run.losses)  # reproducible
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "soft_cross_entropy"])
+def test_cross_entropy_toy_trains(tiny_spec, loss):
+    run = run_sweep(tiny_spec.replace(loss=loss, steps=400, lr=0.02))
+    assert np.all(np.isfinite(run.losses))
+    assert np.all(run.losses[:, -1] < run.losses[:, 0])
+    assert run.losses[:, 0].mean() > 0.5 * np.log(tiny_spec.n)  # starts near a uniform guess
+
+
+def test_cross_entropy_draws_exactly_one_feature_per_sample(tiny_spec):
+    import jax
+
+    from supjax import data, sweep
+
+    spec = tiny_spec.replace(loss="cross_entropy")
+    tables = {k: v[0] for k, v in sweep.plan(spec).data["tables"].items()}
+    draws = data.correlated_draws(jax.random.key(0), "exclusive", 4096, spec.n, spec.n)
+    active = np.asarray(data.correlated_features(draws, tables, "exclusive", spec.n, 0.0)) > 0
+    assert np.all(active.sum(1) == 1)
+    p = data.feature_probabilities("power:1.0", spec.n)
+    np.testing.assert_allclose(active.mean(0), p / p.sum(), atol=0.03)
