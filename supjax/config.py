@@ -56,6 +56,7 @@ RESULT_FIELDS = (
     "log_every",
     "shared_data",
     "loss",
+    "unit_values",
     "importance",
     "correlation_block",
     "correlation",
@@ -109,6 +110,7 @@ class SweepSpec:
     # data and loss
     shared_data: bool = True
     loss: str = "mse"
+    unit_values: bool = False
     importance: str = "uniform"
     correlation_block: int = 1
     correlation: float = 0.0
@@ -272,7 +274,7 @@ class SweepSpec:
                 raise ConfigError(
                     "batch_tile", self.batch_tile, f"must divide batch_size = {self.batch_size}; or leave it unset"
                 )
-        for name in ("lr_width_scaling", "shared_data", "progress", "exclusive_blocks"):
+        for name in ("lr_width_scaling", "shared_data", "progress", "exclusive_blocks", "unit_values"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "must be true or false")
         for name in ("lr", "final_lr_fraction"):

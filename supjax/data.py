@@ -132,9 +132,12 @@ def sampler_tables(p) -> tuple[np.ndarray, np.ndarray]:
     return thresholds, scales
 
 
-def features_from_bits(bits: jax.Array, thresholds: jax.Array, scales: jax.Array) -> jax.Array:
-    """x from uniform uint32 ``bits: [..., n]``; ``thresholds, scales: [n]`` from :func:`sampler_tables`."""
-    value = (bits.astype(jnp.float32) + 0.5) * scales
+def features_from_bits(bits: jax.Array, thresholds: jax.Array, scales: jax.Array, unit: bool = False) -> jax.Array:
+    """x from uniform uint32 ``bits: [..., n]``; ``thresholds, scales: [n]`` from :func:`sampler_tables`.
+
+    ``unit``: every active feature has value 1 instead of U(0, 2).
+    """
+    value = 1.0 if unit else (bits.astype(jnp.float32) + 0.5) * scales
     return jnp.where(bits < thresholds, value, 0.0)
 
 
@@ -191,15 +194,16 @@ def correlated_draws(key: jax.Array, kind: str, batch_size: int, n: int, block: 
     return {"bits": jax.random.bits(key, (batch_size, n // block), jnp.uint32)}
 
 
-def correlated_features(draws: dict, tables: dict, kind: str, block: int, rho) -> jax.Array:
-    """x: [B, n] from :func:`correlated_draws` and :func:`correlated_tables`."""
+def correlated_features(draws: dict, tables: dict, kind: str, block: int, rho, unit: bool = False) -> jax.Array:
+    """x: [B, n] from :func:`correlated_draws` and :func:`correlated_tables` (``unit``: values 1)."""
     if kind == "copula":
         shared = jnp.repeat(draws["block"], block, axis=1)
         latent = jnp.sqrt(rho) * shared + jnp.sqrt(1.0 - rho) * draws["feature"]
-        return jnp.where(latent < tables["z"], draws["value"], 0.0)
+        return jnp.where(latent < tables["z"], 1.0 if unit else draws["value"], 0.0)
     bits = jnp.repeat(draws["bits"], block, axis=1)
     active = (bits >= tables["low"]) & (bits < tables["high"])
-    return jnp.where(active, (bits - tables["low"]).astype(jnp.float32) * tables["scales"] + tables["scales"] / 2, 0.0)
+    value = 1.0 if unit else (bits - tables["low"]).astype(jnp.float32) * tables["scales"] + tables["scales"] / 2
+    return jnp.where(active, value, 0.0)
 
 
 def sample_correlated(key: jax.Array, p, batch_size: int, block: int, rho: float = 0.0, exclusive: bool = False):

@@ -69,7 +69,7 @@ class Plan:
         sequential = jax.default_backend() == "cpu"
         schedule = (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction)
         block = s.n if s.loss == "cross_entropy" else s.correlation_block
-        return (*schedule, tile, sequential, self.devices, (s.sampler, block, s.loss), layout)
+        return (*schedule, tile, sequential, self.devices, (s.sampler, block, s.unit_values, s.loss), layout)
 
     @property
     def flops_per_step(self) -> float:
@@ -246,7 +246,7 @@ def compile_plan(static: tuple):
     n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, sequential, devices, sampler, layout = (
         static
     )
-    sampler, block, loss_kind = sampler
+    sampler, block, unit, loss_kind = sampler
     init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile, loss_kind)
 
     # [D, G] models: broadcast the batch over G (one wide product for the G models), map
@@ -278,12 +278,13 @@ def compile_plan(static: tuple):
         tables, seed_of = streams["tables"], streams["stream_of"]
         if sampler == "independent":
             bits = jax.vmap(lambda k: jax.random.bits(k, (batch_size, n), jnp.uint32))(keys)
-            return jax.vmap(data.features_from_bits)(bits[seed_of], tables["thresholds"], tables["scales"])
+            make = functools.partial(data.features_from_bits, unit=unit)
+            return jax.vmap(make)(bits[seed_of], tables["thresholds"], tables["scales"])
         draws = jax.vmap(lambda k: data.correlated_draws(k, sampler, batch_size, n, block))(keys)
         draws = jax.tree.map(lambda a: a[seed_of], draws)
 
         def one_stream(draw, table):
-            return data.correlated_features(draw, table, sampler, block, streams["correlation"])
+            return data.correlated_features(draw, table, sampler, block, streams["correlation"], unit)
 
         return jax.vmap(one_stream)(draws, tables)
 

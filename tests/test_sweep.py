@@ -193,3 +193,19 @@ def test_cross_entropy_draws_exactly_one_feature_per_sample(tiny_spec):
     assert np.all(active.sum(1) == 1)
     p = data.feature_probabilities("power:1.0", spec.n)
     np.testing.assert_allclose(active.mean(0), p / p.sum(), atol=0.03)
+
+
+def test_unit_values_make_every_active_feature_one(tiny_spec):
+    import jax
+
+    from supjax import data
+
+    p = data.feature_probabilities("power:1.0", 64)
+    thresholds, scales = data.sampler_tables(p)
+    bits = jax.random.bits(jax.random.key(0), (256, 64), np.uint32)
+    x = np.asarray(data.features_from_bits(bits, thresholds, scales, unit=True))
+    assert set(np.unique(x)) <= {0.0, 1.0} and x.max() == 1.0
+    run = run_sweep(tiny_spec.replace(loss="cross_entropy", unit_values=True))
+    assert np.all(np.isfinite(run.losses)) and not np.allclose(
+        run.losses, run_sweep(tiny_spec.replace(loss="cross_entropy")).losses
+    )
