@@ -1,0 +1,155 @@
+"""The paper-reproduction experiments (experiments/*.py) at smoke scale, so that none of them rots.
+
+Each script trains its ``*_smoke.toml`` into a temporary run directory, analyses it and draws its
+figures into a temporary folder (never figures/); the tests check the models, the tables, the
+numbers and the figure files, that a second call reuses the run, and that the quick and paper
+configs keep the settings REPRODUCTION.md quotes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _script(name: str):
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Run fig1, grid (which reads fig1's run for Fig. 4) and fig7 once at smoke scale."""
+    root = tmp_path_factory.mktemp("experiments")
+    figures = root / "figures"
+    numbers = {}
+    for name in ("fig1", "grid", "fig7"):
+        argv = ["--scale", "smoke", "--out", str(root / name), "--figures", str(figures), "--quiet"]
+        if name == "grid":
+            argv += ["--fig1-run", str(root / "fig1")]
+        numbers[name] = _script(name).main(argv)
+    return root, figures, numbers
+
+
+def _check_figure(figures: Path, stem: str):
+    png, pdf = figures / f"{stem}.png", figures / f"{stem}.pdf"
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert png.stat().st_size > 30_000, f"{png} looks empty"
+    assert pdf.stat().st_size > 10_000, f"{pdf} looks empty"
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(png).shape[:2]
+    assert width > 1000 and height > 500
+
+
+@pytest.mark.parametrize(
+    ("name", "stems"),
+    [("fig1", ["fig1"]), ("grid", ["fig3", "fig4", "fig5", "fig6"]), ("fig7", ["fig7"])],
+)
+def test_smoke_run_trains_every_model_and_draws_its_figures(smoke, name, stems):
+    root, figures, _ = smoke
+    common = _script("common")
+    from supjax import SweepSpec, analysis
+
+    spec = SweepSpec.from_toml(common.config_path(name, "smoke"))
+    summary, exponents = analysis.load_results(root / name)
+    assert len(summary) == spec.num_models
+    assert sorted(summary.m.unique()) == sorted(spec.widths)
+    assert sorted(summary.weight_decay.unique()) == sorted(spec.weight_decays)
+    assert sorted(summary.distribution.unique()) == sorted(spec.distributions)
+    assert not summary.diverged.any()
+    assert np.isfinite(summary.final_loss).all() and (summary.final_loss > 0).all()
+    groups = len(spec.weight_decays) * len(spec.distributions) * len(spec.activation_densities)
+    fitted = exponents[exponents.seed.astype(str) == "all"]
+    assert len(fitted) == groups and np.isfinite(fitted.model_exponent).all()
+    for stem in stems:
+        _check_figure(figures, f"{stem}_smoke")
+    assert not list(figures.glob("*_quick.*")) and not list(figures.glob("*_paper.*"))
+    saved = json.loads((root / name / "numbers.json").read_text())
+    assert saved, "numbers.json is empty"
+    timing = json.loads((root / name / "experiment.json").read_text())
+    assert timing["train_s"] > 0 and timing["machine"]
+
+
+def test_smoke_numbers_have_the_claims(smoke):
+    _, _, numbers = smoke
+    grid = numbers["grid"]
+    # phi_{1/2} of the strongest growth and decay, overlaps per width, exponents per alpha
+    assert set(grid["phi_half_mean_by_gamma"]) == {-1.0, 1.0}
+    assert grid["phi_half_mean_by_gamma"][-1.0] > grid["phi_half_mean_by_gamma"][1.0]
+    assert sorted(grid["overlap_by_m"]) == [4, 6, 8]
+    assert set(grid["strong_alpha_m_strongest_gamma_by_alpha"]) == {0.5, 1.5}
+    assert all(np.isfinite(v) for v in grid["strong_alpha_m_strongest_gamma_by_alpha"].values())
+    fig1 = numbers["fig1"]
+    assert {k for k in fig1 if k.startswith("gamma=-1 ")} == {
+        "gamma=-1 exponential:6.0",
+        "gamma=-1 power:1.2",
+        "gamma=-1 linear",
+    }
+    assert all(np.isfinite(v["slope_all_m"]) for k, v in fig1.items() if k.startswith("gamma="))
+    fig7 = numbers["fig7"]
+    assert set(fig7) == {"gamma=-1", "gamma=1"}
+    assert len(fig7["gamma=-1"]["E"]) == 3 and fig7["gamma=-1"]["E"][0] == pytest.approx(1.0)
+    assert fig7["gamma=-1"]["E"][-1] > fig7["gamma=-1"]["E"][0]
+
+
+def test_rerun_reuses_the_run_and_refuses_another(smoke, capsys):
+    root, figures, _ = smoke
+    before = (root / "fig7" / "losses.npy").stat().st_mtime_ns
+    argv = ["--scale", "smoke", "--out", str(root / "fig7"), "--figures", str(figures), "--quiet"]
+    _script("fig7").main(argv)
+    assert "reused" in capsys.readouterr().out
+    assert (root / "fig7" / "losses.npy").stat().st_mtime_ns == before
+    with pytest.raises(SystemExit, match="differs in steps"):
+        _script("fig7").main([*argv, "--set", "steps=40"])
+
+
+def test_caption_names_the_scale_and_machine(smoke):
+    root, _, _ = smoke
+    common = _script("common")
+    args = common.parse_args("fig7", "", ["--scale", "smoke", "--out", str(root / "fig7")])
+    exp = common.run_or_reuse("fig7", "smoke", common.load_spec("fig7", args), args.out)
+    text = common.caption(exp)
+    assert text.startswith("smoke scale: n = 48, batch 64, 60 steps, 18 models;") and "CPU" in text
+
+
+def test_paper_configs_are_the_papers_settings():
+    from supjax import SweepSpec
+    from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS
+
+    grid = SweepSpec.from_toml(EXPERIMENTS / "grid_paper.toml")
+    assert (grid.n, grid.batch_size, grid.steps, grid.warmup_steps, grid.lr) == (1000, 2048, 20000, 2000, 0.01)
+    assert grid.widths == PAPER_WIDTHS and grid.weight_decays == pytest.approx(PAPER_WEIGHT_DECAYS)
+    assert grid.alphas == pytest.approx([i / 8 for i in range(17)])  # 1 + linspace(-1, 0, 9), 1 + linspace(0, 1, 9)
+    fig7 = SweepSpec.from_toml(EXPERIMENTS / "fig7_paper.toml")
+    assert fig7.activation_densities == pytest.approx(np.linspace(0, 1, 9))
+    assert fig7.alphas == (1.0,) and fig7.widths == PAPER_WIDTHS and fig7.steps == 20000
+    fig1 = SweepSpec.from_toml(EXPERIMENTS / "fig1_paper.toml")
+    assert (fig1.n, fig1.batch_size, fig1.steps, fig1.warmup_steps, fig1.lr) == (10240, 8192, 40000, 2000, 0.02)
+    assert fig1.lr_width_scaling and fig1.widths == tuple(2**k for k in range(3, 11))
+    assert fig1.weight_decays == (-1.0, 0.1)
+    assert fig1.distributions == ("exponential:1000.0", "power:1.2", "linear")
+
+
+@pytest.mark.parametrize("name", ["fig1", "grid", "fig7"])
+def test_quick_configs_fit_the_cpu_budget(name):
+    """Dense work 10 B n m per model-step at the ~60 GFLOP/s the shared 2-core CPU gave: under 20 minutes."""
+    from supjax import SweepSpec
+
+    spec = SweepSpec.from_toml(EXPERIMENTS / f"{name}_quick.toml")
+    per_width = spec.num_models // len(spec.widths)
+    flops = 10.0 * spec.batch_size * spec.n * sum(spec.widths) * per_width * spec.steps
+    assert flops / 60e9 < 15 * 60
+    paper = SweepSpec.from_toml(EXPERIMENTS / f"{name}_paper.toml")
+    assert set(spec.weight_decays) <= set(paper.weight_decays) | {-1.0, 1.0, 0.1}
+    assert spec.lr == paper.lr and spec.lr_width_scaling == paper.lr_width_scaling
