@@ -69,7 +69,9 @@ class Plan:
         sequential = jax.default_backend() == "cpu"
         schedule = (s.n, s.batch_size, s.log_every, s.steps, s.warmup_steps, s.final_lr_fraction)
         block = s.n if s.loss == "cross_entropy" else s.correlation_block
-        return (*schedule, tile, sequential, self.devices, (s.sampler, block, s.unit_values, s.loss), layout)
+        weighted = s.importance != "uniform"  # uniform weights skip the multiply on the hot path
+        data_law = (s.sampler, block, s.unit_values, s.loss, weighted)
+        return (*schedule, tile, sequential, self.devices, data_law, layout)
 
     @property
     def flops_per_step(self) -> float:
@@ -246,7 +248,7 @@ def compile_plan(static: tuple):
     n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, sequential, devices, sampler, layout = (
         static
     )
-    sampler, block, unit, loss_kind = sampler
+    sampler, block, unit, loss_kind, weighted = sampler
     init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile, loss_kind)
 
     # [D, G] models: broadcast the batch over G (one wide product for the G models), map
@@ -303,7 +305,8 @@ def compile_plan(static: tuple):
             x = batch(streams, t)
             states, totals = [], []
             for (_, shape, reads), state, total, hyper in zip(layout, *carry, hypers, strict=True):
-                state, loss = step_group(state, hyper, group_batch(x, shape, reads), t, streams["importance"])
+                importance = streams["importance"] if weighted else None
+                state, loss = step_group(state, hyper, group_batch(x, shape, reads), t, importance)
                 states.append(state)
                 totals.append(total + loss)
             return (tuple(states), tuple(totals)), None
