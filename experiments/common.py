@@ -166,22 +166,26 @@ def tail_widths(widths) -> list[int]:
     return widths[2:] if len(widths) >= 5 else widths
 
 
-def gamma_colours(gammas):
-    norm = matplotlib.colors.Normalize(vmin=min(-1.0, min(gammas)), vmax=max(1.0, max(gammas)))
-    return matplotlib.cm.ScalarMappable(norm=norm, cmap=plots.GAMMA_CMAP)
-
-
-def width_axis(ax, widths) -> None:
-    """Log width axis ticked at the trained widths."""
-    widths = sorted(set(int(m) for m in widths))
-    ax.set_xscale("log")
-    ax.set_xticks(widths, [str(m) for m in widths])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+gamma_colours = plots.gamma_colours
+width_axis = plots.width_axis
 
 
 def label_panels(axes) -> None:
     for letter, ax in zip("abcdefgh", axes, strict=False):
         ax.set_title(f"({letter})", loc="left", fontsize=10, fontweight="bold")
+
+
+def run_figure(name: str, description: str, argv, headline_numbers, figure, title: str) -> dict:
+    """The whole of a one-figure experiment: train or reuse, draw ``figures/<name>_<scale>``, save its numbers."""
+    started = time.perf_counter()
+    args = parse_args(name, description, argv)
+    exp = run_or_reuse(name, args.scale, load_spec(name, args), args.out)
+    numbers = headline_numbers(exp)
+    with matplotlib.rc_context(plots.STYLE):
+        written = save_figure(figure(exp), exp, name, args.figures, title)
+    write_numbers(exp, numbers)
+    finish(name, exp, written, numbers, started)
+    return numbers
 
 
 def finish(name: str, exp: Experiment, written: list[Path], numbers: dict, started: float) -> None:

@@ -13,14 +13,11 @@ others); (c) the frequencies themselves. Headline numbers go to
 
 from __future__ import annotations
 
-import time
-
 import common  # first: puts the working tree's supjax on the path
-import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from supjax import data, plots
+from supjax import data
 
 NAME = "fig1"
 MARKERS = {"exponential": "o", "power": "s", "linear": "^"}
@@ -28,17 +25,14 @@ COLOURS = {"exponential": "tab:blue", "power": "tab:orange", "linear": "tab:gree
 
 
 def main(argv=None) -> dict:
-    started = time.perf_counter()
-    args = common.parse_args(NAME, __doc__.splitlines()[0], argv)
-    exp = common.run_or_reuse(NAME, args.scale, common.load_spec(NAME, args), args.out)
-    numbers = headline_numbers(exp)
-    with matplotlib.rc_context(plots.STYLE):
-        written = common.save_figure(
-            figure(exp), exp, "fig1", args.figures, "Fig. 1: superposition gives robust loss ~ 1/m scaling"
-        )
-    common.write_numbers(exp, numbers)
-    common.finish(NAME, exp, written, numbers, started)
-    return numbers
+    return common.run_figure(
+        NAME,
+        __doc__.splitlines()[0],
+        argv,
+        headline_numbers,
+        figure,
+        "Fig. 1: superposition gives robust loss ~ 1/m scaling",
+    )
 
 
 def family(label: str) -> str:

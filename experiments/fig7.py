@@ -11,30 +11,23 @@ numbers go to ``<out>/numbers.json``.
 
 from __future__ import annotations
 
-import time
-
 import common  # first: puts the working tree's supjax on the path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from supjax import plots
-
 NAME = "fig7"
 
 
 def main(argv=None) -> dict:
-    started = time.perf_counter()
-    args = common.parse_args(NAME, __doc__.splitlines()[0], argv)
-    exp = common.run_or_reuse(NAME, args.scale, common.load_spec(NAME, args), args.out)
-    numbers = headline_numbers(exp)
-    with matplotlib.rc_context(plots.STYLE):
-        written = common.save_figure(
-            figure(exp), exp, "fig7", args.figures, "Fig. 7: the model exponent is robust to the activation density"
-        )
-    common.write_numbers(exp, numbers)
-    common.finish(NAME, exp, written, numbers, started)
-    return numbers
+    return common.run_figure(
+        NAME,
+        __doc__.splitlines()[0],
+        argv,
+        headline_numbers,
+        figure,
+        "Fig. 7: the model exponent is robust to the activation density",
+    )
 
 
 def with_density(exponents, summary):

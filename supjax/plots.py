@@ -36,7 +36,8 @@ GAMMA_CMAP = "coolwarm"
 MAX_PANELS = 6
 
 
-def _gamma_colours(gammas):
+def gamma_colours(gammas):
+    """A colour scale for weight decays, diverging at 0 and spanning at least [-1, 1]."""
     norm = matplotlib.colors.Normalize(vmin=min(-1.0, min(gammas)), vmax=max(1.0, max(gammas)))
     return matplotlib.cm.ScalarMappable(norm=norm, cmap=GAMMA_CMAP)
 
@@ -66,7 +67,7 @@ def _panel_title(distribution: str, density: float) -> str:
     return text + (f", s = {density:g}" if density else "")
 
 
-def _width_axis(ax, widths) -> None:
+def width_axis(ax, widths) -> None:
     """Log-scaled width axis labelled at the trained widths, in plain numbers."""
     widths = sorted(set(int(m) for m in widths))
     ax.set_xscale("log")
@@ -90,7 +91,7 @@ def plot_loss_vs_width(summary: pd.DataFrame, exponents: pd.DataFrame):
     """Final loss against width m (log-log), one colour per weight decay, fitted power laws."""
     panels = _panels(summary)
     fig, axes = _subplots(len(panels))
-    colours = _gamma_colours(summary["weight_decay"])
+    colours = gamma_colours(summary["weight_decay"])
     for ax, (distribution, density) in zip(axes, panels, strict=True):
         part = summary[(summary.distribution == distribution) & (summary.activation_density == density)]
         for gamma, rows in part.groupby("weight_decay"):
@@ -108,7 +109,7 @@ def plot_loss_vs_width(summary: pd.DataFrame, exponents: pd.DataFrame):
                 m = np.geomspace(mean.index.min(), mean.index.max(), 20)
                 ref = np.exp(np.mean(np.log(mean.values) - slope * np.log(mean.index.values)))
                 ax.plot(m, ref * m**slope, "-", color=colour, lw=1)
-        _width_axis(ax, part["m"])
+        width_axis(ax, part["m"])
         ax.set(yscale="log", xlabel="width $m$", ylabel="loss $L$", title=_panel_title(distribution, density))
     fig.colorbar(colours, ax=axes, label=r"weight decay $\gamma$", shrink=0.9)
     return fig
@@ -178,14 +179,14 @@ def plot_overlap_vs_width(summary: pd.DataFrame, n: int):
         strong = summary
     fig = Figure(layout="constrained", figsize=(4.2, 3.4))
     ax = fig.subplots()
-    colours = _gamma_colours(summary["weight_decay"])
+    colours = gamma_colours(summary["weight_decay"])
     for gamma, rows in strong.groupby("weight_decay"):
         mean = rows.groupby("m")["mean_squared_overlap"].mean()
         ax.plot(mean.index, mean.values, "o", color=colours.to_rgba(gamma), ms=4, label=rf"$\gamma$ = {gamma:.2g}")
     m = np.geomspace(strong.m.min(), strong.m.max(), 50)
     ax.plot(m, 1 / m, "k--", lw=1, label="$1/m$")
     ax.plot(m, metrics.welch_bound(n, m), "k:", lw=1, label="Welch bound")
-    _width_axis(ax, strong["m"])
+    width_axis(ax, strong["m"])
     ax.set(yscale="log", xlabel="width $m$", ylabel=r"$\langle (w_i \cdot w_j)^2 \rangle$")
     ax.set_title("squared overlaps of normalised rows")
     ax.legend()
@@ -200,7 +201,7 @@ def plot_row_norms(run: Run):
     picks = [gammas[0], gammas[-1]] if len(gammas) > 1 else gammas
     fig = Figure(layout="constrained", figsize=(4.2, 3.2))
     ax = fig.subplots()
-    colours = _gamma_colours(gammas)
+    colours = gamma_colours(gammas)
     for gamma in picks:
         row = next(r for r in rows if r["weight_decay"] == gamma)
         W, _ = run.weights(row["index"])
@@ -216,7 +217,7 @@ def plot_loss_vs_unlearned(summary: pd.DataFrame):
     """Final loss against the loss of unrepresented features (the paper's Fig. 5a)."""
     fig = Figure(layout="constrained", figsize=(4.2, 3.6))
     ax = fig.subplots()
-    colours = _gamma_colours(summary["weight_decay"])
+    colours = gamma_colours(summary["weight_decay"])
     usable = summary[(summary.unlearned_loss > 0) & np.isfinite(summary.final_loss)]
     ax.scatter(
         usable.unlearned_loss, usable.final_loss, c=usable.weight_decay, cmap=GAMMA_CMAP, norm=colours.norm, s=12
