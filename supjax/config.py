@@ -211,7 +211,7 @@ class SweepSpec:
             return "exclusive"  # cross-entropy: one block of all n features, one active each
         return "copula" if self.correlation_block > 1 else "independent"
 
-    def _validate_correlation(self) -> None:
+    def _validate_data_and_loss(self) -> None:
         from supjax import data
 
         if self.loss not in LOSSES:
@@ -336,7 +336,7 @@ class SweepSpec:
                 data.parse_distribution(entry)
         for label in self.distributions:
             data.feature_probabilities(label, self.n)  # validates explicit vectors against n
-        self._validate_correlation()
+        self._validate_data_and_loss()
         if not isinstance(self.importance, str):
             raise ConfigError("importance", self.importance, "a string such as 'uniform' or 'geometric:0.9'")
         data.feature_importance(self.importance, self.n)

@@ -37,10 +37,7 @@ def parse_distribution(label: str) -> tuple[str, str | float | None]:
         return family, arg
     if family == "power" and not sep:
         return family, 1.0
-    try:
-        value = float(arg)
-    except ValueError:
-        raise ConfigError("distribution", label, f"'{family}:' takes a number, e.g. '{family}:1.2'") from None
+    value = _number(arg, "distribution", label, f"{family}:1.2")
     if not np.isfinite(value) or (family == "exponential" and value <= 0):
         raise ConfigError("distribution", label, "the parameter must be finite (and > 0 for exponential)")
     return family, value
@@ -112,10 +109,7 @@ def feature_importance(label: str, n: int) -> np.ndarray:
         if sep:
             raise ConfigError("importance", label, "'uniform' takes no parameter")
         return np.ones(n)
-    try:
-        value = float(arg)
-    except ValueError:
-        raise ConfigError("importance", label, f"'{family}:' takes a number, e.g. '{family}:0.9'") from None
+    value = _number(arg, "importance", label, f"{family}:0.9")
     i = np.arange(n, dtype=np.float64)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         weights = (i + 1) ** -value if family == "power" else value**i
@@ -212,6 +206,13 @@ def sample_correlated(key: jax.Array, p, batch_size: int, block: int, rho: float
     n = len(p)
     tables = {k: jnp.asarray(v) for k, v in correlated_tables(p, kind, block).items()}
     return correlated_features(correlated_draws(key, kind, batch_size, n, block), tables, kind, block, rho)
+
+
+def _number(text: str, field: str, label: str, example: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(field, label, f"'{example.split(':')[0]}:' takes a number, e.g. '{example}'") from None
 
 
 def _load_vector(path: str, n: int) -> np.ndarray:

@@ -153,12 +153,12 @@ def save_run(run: Run, path: str | Path) -> None:
 
 
 def _write_models(path: Path, rows: list[dict]) -> None:
-    tmp = path / "models.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    def write(f):
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows({"diverged_at": -1, **row} for row in rows)
-    os.replace(tmp, path / "models.csv")
+
+    _save_atomic(path / "models.csv", write, mode="w")
 
 
 def load_run(path: str | Path) -> Run:
@@ -231,14 +231,13 @@ def _typed_row(row: dict) -> dict:
     return out
 
 
-def _save_atomic(path: Path, write) -> None:
+def _save_atomic(path: Path, write, mode: str = "wb") -> None:
+    """``write(file)`` into ``path`` through a temporary file, so a reader never sees half of it."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as f:
         write(f)
     os.replace(tmp, path)
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _save_atomic(path, lambda f: f.write(text), mode="w")

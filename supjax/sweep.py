@@ -322,7 +322,7 @@ def compile_plan(static: tuple):
     if devices > 1:
         # Every model is independent: each device runs the one-device program on its
         # share of D, so results equal a one-device run's.
-        mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), (MODEL_AXIS,))
+        mesh = _mesh(devices)
         models, everywhere = jax.sharding.PartitionSpec(MODEL_AXIS), jax.sharding.PartitionSpec()
         init = jax.shard_map(init, mesh=mesh, in_specs=(models,), out_specs=models)
         chunk_windows = chunk
@@ -348,11 +348,15 @@ def device_count() -> int:
     return jax.device_count()
 
 
+def _mesh(devices: int) -> jax.sharding.Mesh:
+    return jax.sharding.Mesh(np.array(jax.devices()[:devices]), (MODEL_AXIS,))
+
+
 def _put(tree, devices: int, sharded: bool):
     """Global arrays from host values: split on the leading (D) axis, or replicated."""
     if devices == 1:
         return jax.device_put(tree)
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), (MODEL_AXIS,))
+    mesh = _mesh(devices)
     spec = jax.sharding.PartitionSpec(MODEL_AXIS) if sharded else jax.sharding.PartitionSpec()
     sharding = jax.sharding.NamedSharding(mesh, spec)
 
@@ -570,13 +574,14 @@ def _sync_hosts(name: str) -> None:
 def train(the_plan: Plan) -> results.Run:
     """Train one plan in memory (no checkpoints) and return its models as a Run."""
     losses, states = train_batch(the_plan)
-    full = np.full((len(model_table(the_plan.spec)), the_plan.spec.num_logs), np.nan, np.float32)
+    table = model_table(the_plan.spec)
+    full = np.full((len(table), the_plan.spec.num_logs), np.nan, np.float32)
     widths = {}
     for group, state in zip(the_plan.groups, states, strict=True):
         real = group.model_index >= 0
         full[group.model_index[real]] = losses[group.local_index[real]]
         widths.setdefault(group.m, []).append((group, state))
-    return _assemble(the_plan.spec, model_table(the_plan.spec), full, widths, 0.0)
+    return _assemble(the_plan.spec, table, full, widths, 0.0)
 
 
 def _assemble(spec: SweepSpec, rows: list[dict], losses: np.ndarray, widths: dict, seconds: float) -> results.Run:
