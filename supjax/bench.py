@@ -6,7 +6,8 @@ per model per step, one call of the same jitted one-model step per Python iterat
 data drawn inside the jitted step, no host sync per step. It runs twice: with the
 paper's data recipe (two uniforms per entry) and with supjax's one-draw sampler; the
 second ratio isolates what batching models and sharing data buy.
-Dense work is counted as 10 B n m flops per model-step.
+Dense work is counted as 10 B n m flops per model-step; the work done, 6 B n m + 4 B K m
+with the sparse x products.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def measure(spec: SweepSpec, steps: int) -> dict:
         "model_steps_per_s": model_steps / seconds,
         "samples_per_s": model_steps * spec.batch_size / seconds,
         "dense_flops_per_s": the_plan.flops_per_step * steps / seconds,
+        "work_flops_per_s": the_plan.work_flops_per_step * steps / seconds,
+        "sparse_products": spec.sparse_products,
     }
 
 
@@ -164,9 +167,10 @@ def machine_limits(size: int = 2048, repeats: int = 5) -> dict:
     return {"matmul_flops_per_s": 2.0 * size**3 / matmul, "bandwidth_bytes_per_s": 2.0 * x.nbytes / stream}
 
 
-def run(workload: str, steps: int, baseline_steps: int | None = None) -> dict:
-    """Measure ``workload`` (and the paper's loop when ``baseline_steps``) in one process."""
-    spec = WORKLOADS[workload]
+def run(workload: str, steps: int, baseline_steps: int | None = None, sparse: bool = False) -> dict:
+    """Measure ``workload`` (and the paper's loop when ``baseline_steps``) in one process;
+    ``sparse`` trains with the sparse x products (``sparse_products = true``)."""
+    spec = WORKLOADS[workload].replace(sparse_products=sparse)
     result = {"workload": workload, "device": _device(), "n": spec.n, "batch_size": spec.batch_size}
     result["supjax"] = measure(spec, steps)
     if baseline_steps:

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--steps", type=int, default=20, help="timed steps of every model (after a warm-up)")
     bench.add_argument("--baseline", action="store_true", help="also run the paper's one-model-at-a-time loop")
     bench.add_argument("--baseline-steps", type=int, default=20, help="timed steps of each baseline model")
+    bench.add_argument("--sparse", action="store_true", help="train with the sparse x products")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
     from supjax import llm
@@ -132,14 +133,21 @@ def _bench(args) -> int:
     for flag in ("steps", "baseline_steps"):
         if getattr(args, flag) <= 0:
             raise ConfigError(f"--{flag.replace('_', '-')}", getattr(args, flag), "must be a positive integer")
-    result = bench.run(args.workload, args.steps, args.baseline_steps if args.baseline else None)
+    result = bench.run(args.workload, args.steps, args.baseline_steps if args.baseline else None, args.sparse)
     if args.json:
         print(json.dumps(result))
         return 0
     ours = result["supjax"]
     print(f"{result['workload']} on {result['device']}: n = {result['n']}, B = {result['batch_size']}")
     memory = ours["memory_per_model_bytes"] / 2**20
-    rows = [("supjax", ours, f"{ours['models']} models, compile {ours['compile_s']:.1f} s, {memory:.1f} MiB/model")]
+    products = "sparse x products" if ours["sparse_products"] else "dense products"
+    rows = [
+        (
+            "supjax",
+            ours,
+            f"{ours['models']} models, {products}, compile {ours['compile_s']:.1f} s, {memory:.1f} MiB/model",
+        )
+    ]
     if "baseline" in result:
         models = result["baseline"]["models"]
         rows.append(("baseline", result["baseline"], f"the paper's loop and data recipe, {models} models"))

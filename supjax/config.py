@@ -62,6 +62,7 @@ RESULT_FIELDS = (
     "correlation",
     "exclusive_blocks",
     "batch_tile",
+    "sparse_products",
 )
 
 
@@ -118,6 +119,7 @@ class SweepSpec:
     # driving (does not change results beyond float32 summation order)
     chunk_steps: int | None = None
     batch_tile: int | None = None
+    sparse_products: bool = False
     max_models_per_batch: int | None = None
     # checkpoints (with an output directory)
     checkpoint_every: int | None = None
@@ -274,7 +276,14 @@ class SweepSpec:
                 raise ConfigError(
                     "batch_tile", self.batch_tile, f"must divide batch_size = {self.batch_size}; or leave it unset"
                 )
-        for name in ("lr_width_scaling", "shared_data", "progress", "exclusive_blocks", "unit_values"):
+        for name in (
+            "lr_width_scaling",
+            "shared_data",
+            "progress",
+            "exclusive_blocks",
+            "unit_values",
+            "sparse_products",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "must be true or false")
         for name in ("lr", "final_lr_fraction"):

@@ -65,8 +65,28 @@ def cross_entropy(params: Params, x: jax.Array) -> jax.Array:
     return jnp.sum(cross_entropy_per_sample(params, x)) / jnp.maximum(jnp.sum(active), 1)
 
 
+def active_entries(x: jax.Array, capacity: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The nonzero entries of each row of ``x: [B, n]``, zero-padded to ``capacity``.
+
+    Returns ``(index [B, K], value [B, K], fits)``: row b's active features in order, then
+    index 0 with value 0; ``fits`` is False when some row has more than K, whose extra
+    entries are dropped (use the dense product for that batch).
+    """
+    active = x != 0
+    slot = jnp.where(active, jnp.cumsum(active, axis=-1) - 1, capacity)  # capacity: dropped
+    rows = jnp.arange(x.shape[0])[:, None]
+    cols = jnp.broadcast_to(jnp.arange(x.shape[1], dtype=jnp.int32), x.shape)
+    index = jnp.zeros((x.shape[0], capacity), jnp.int32).at[rows, slot].set(cols, mode="drop")
+    value = jnp.zeros((x.shape[0], capacity), x.dtype).at[rows, slot].set(x, mode="drop")
+    return index, value, jnp.all(jnp.sum(active, axis=-1) <= capacity)
+
+
 def mse_and_grad(
-    params: Params, x: jax.Array, batch_tile: int | None = None, importance: jax.Array | None = None
+    params: Params,
+    x: jax.Array,
+    batch_tile: int | None = None,
+    importance: jax.Array | None = None,
+    active: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[jax.Array, Params]:
     """``jax.value_and_grad(mean_squared_error)`` written out, one batch tile at a time.
 
@@ -76,26 +96,40 @@ def mse_and_grad(
     summation order. Scanning over tiles of ``batch_tile`` rows (a divisor of B; None
     for the whole batch) keeps each tile's [tile, n] intermediates in cache, which on
     a CPU halves the time of a vmapped step; on a GPU one tile (the whole batch) is best.
+
+    ``active = (index, value)`` from :func:`active_entries` (all rows must fit) computes
+    the two products with x from its K nonzeros per row: h by a gather of K rows of W,
+    x^T (dz W) by a scatter-add, so a step costs 6 B n m + 4 B K m flops instead of 10 B n m.
     """
     W, b = params["W"], params["b"]
-    batch, n = x.shape
+    batch = x.shape[0]
     tile = batch if batch_tile is None else batch_tile
     if batch % tile:
         raise ValueError(f"batch_tile = {tile} must divide the batch size {batch}")
     scale = 2.0 / x.size
 
-    def one_tile(carry, x_tile):
+    def one_tile(carry, tiles):
         grad_w, grad_b, total = carry
-        hidden = x_tile @ W
+        x_tile, index, value = tiles
+        hidden = x_tile @ W if index is None else jnp.einsum("tk,tkm->tm", value, W[index])
         z = hidden @ W.T + b
         residual = jax.nn.relu(z) - x_tile
         weighted = residual if importance is None else residual * importance
         dz = jnp.where(z > 0, weighted, 0.0) * scale
-        grad_w = grad_w + x_tile.T @ (dz @ W) + dz.T @ hidden
+        dh = dz @ W
+        if index is None:
+            grad_w = grad_w + x_tile.T @ dh
+        else:
+            grad_w = grad_w.at[index].add(value[..., None] * dh[:, None, :])
+        grad_w = grad_w + dz.T @ hidden
         return (grad_w, grad_b + dz.sum(0), total + jnp.sum(weighted * residual)), None
 
+    def tiled(a):
+        return None if a is None else a.reshape(batch // tile, tile, *a.shape[1:])
+
+    index, value = (None, None) if active is None else active
     start = (jnp.zeros_like(W), jnp.zeros_like(b), jnp.zeros((), x.dtype))
-    (grad_w, grad_b, total), _ = jax.lax.scan(one_tile, start, x.reshape(batch // tile, tile, n))
+    (grad_w, grad_b, total), _ = jax.lax.scan(one_tile, start, (tiled(x), tiled(index), tiled(value)))
     return total / x.size, {"W": grad_w, "b": grad_b}
 
 

@@ -71,12 +71,30 @@ class Plan:
         block = s.n if s.loss == "cross_entropy" else s.correlation_block
         weighted = s.importance != "uniform"  # uniform weights skip the multiply on the hot path
         data_law = (s.sampler, block, s.unit_values, s.loss, weighted)
-        return (*schedule, tile, sequential, self.devices, data_law, layout)
+        return (*schedule, tile, self.sparse_capacity, sequential, self.devices, data_law, layout)
+
+    @property
+    def sparse_capacity(self) -> int:
+        """Slots per row of the sparse x products (0: dense), from the densest stream."""
+        s = self.spec
+        if not s.sparse_products or s.loss != "mse":
+            return 0
+        rows = {(r["distribution"], r["activation_density"]): r for r in self.rows}
+        return max(data.active_capacity(data.feature_probabilities(d, s.n, density)) for d, density in rows)
 
     @property
     def flops_per_step(self) -> float:
         """Dense work of one step of every model: 10 B n m each."""
         return sum(10.0 * self.spec.batch_size * self.spec.n * g.m * np.sum(g.model_index >= 0) for g in self.groups)
+
+    @property
+    def work_flops_per_step(self) -> float:
+        """Product work actually done: 6 B n m + 4 B K m per model with K sparse slots, else 10 B n m."""
+        capacity = self.sparse_capacity
+        if not capacity:
+            return self.flops_per_step
+        per_m = self.spec.batch_size * (6.0 * self.spec.n + 4.0 * capacity)
+        return sum(per_m * g.m * np.sum(g.model_index >= 0) for g in self.groups)
 
 
 def model_table(spec: SweepSpec) -> list[dict]:
@@ -208,7 +226,7 @@ def one_model_step(
     reported loss of the batch before the update: n x MSE, or the mean cross-entropy with
     ``loss = "cross_entropy"`` / ``"soft_cross_entropy"`` (NaN once the model diverged:
     its state then stays frozen and ``state["diverged_at"]`` holds the step, else -1).
-    ``batch_tile``: see :func:`supjax.model.mse_and_grad`.
+    ``batch_tile`` and ``active`` (the sparse form of x): see :func:`supjax.model.mse_and_grad`.
     """
 
     def optimizer(hyper):
@@ -221,9 +239,9 @@ def one_model_step(
         params = model.init_params(key, n, m)
         return {"params": params, "opt_state": optimizer(hyper).init(params), "diverged_at": jnp.int32(-1)}
 
-    def step_one(state, hyper, x, t, importance=None):
+    def step_one(state, hyper, x, t, importance=None, active=None):
         if loss == "mse":
-            value, grads = model.mse_and_grad(state["params"], x, batch_tile, importance)
+            value, grads = model.mse_and_grad(state["params"], x, batch_tile, importance, active)
             reported = n * value
         else:
             value, grads = jax.value_and_grad(model.cross_entropy)(state["params"], x)
@@ -245,23 +263,34 @@ def one_model_step(
 @functools.lru_cache(maxsize=32)
 def compile_plan(static: tuple):
     """The init and chunk programs for a :attr:`Plan.static`; cached across sweeps."""
-    n, batch_size, log_every, steps, warmup_steps, final_fraction, batch_tile, sequential, devices, sampler, layout = (
-        static
-    )
+    (
+        n,
+        batch_size,
+        log_every,
+        steps,
+        warmup_steps,
+        final_fraction,
+        batch_tile,
+        capacity,
+        sequential,
+        devices,
+        sampler,
+        layout,
+    ) = static
     sampler, block, unit, loss_kind, weighted = sampler
     init_one, step_one = one_model_step(n, steps, warmup_steps, final_fraction, batch_tile, loss_kind)
 
     # [D, G] models: broadcast the batch over G (one wide product for the G models), map
     # it over D. On a CPU, D in sequence is 1.5-2x faster than a vmap over D (XLA's
     # batched products there lose the cache-friendly layout); on accelerators, vmap.
-    step_models = jax.vmap(step_one, in_axes=(0, 0, None, None, None))
+    step_models = jax.vmap(step_one, in_axes=(0, 0, None, None, None, None))
     if sequential:
 
-        def step_group(state, hyper, x, t, importance):
-            return jax.lax.map(lambda args: step_models(*args, t, importance), (state, hyper, x))
+        def step_group(state, hyper, x, t, importance, active):
+            return jax.lax.map(lambda args: step_models(*args[:3], t, importance, args[3]), (state, hyper, x, active))
 
     else:
-        step_group = jax.vmap(step_models, in_axes=(0, 0, 0, None, None))
+        step_group = jax.vmap(step_models, in_axes=(0, 0, 0, None, None, 0))
 
     def hyper_of(arrays):
         return {k: arrays[k] for k in HYPER_FIELDS}
@@ -303,13 +332,27 @@ def compile_plan(static: tuple):
 
         def one_step(carry, t):
             x = batch(streams, t)
+            importance = streams["importance"] if weighted else None
+
+            def dense_step(carry):
+                return step_all(carry, t, x, importance, None)
+
+            if not capacity:
+                return dense_step(carry), None
+            # The sparse products need every row's nonzeros to fit the capacity; a batch
+            # that does not (about 1e-9 of rows) takes the dense products instead.
+            index, value, fits = jax.vmap(lambda a: model.active_entries(a, capacity))(x)
+            sparse_step = functools.partial(step_all, t=t, x=x, importance=importance, active=(index, value))
+            return jax.lax.cond(jnp.all(fits), sparse_step, dense_step, carry), None
+
+        def step_all(carry, t, x, importance, active):
             states, totals = [], []
             for (_, shape, reads), state, total, hyper in zip(layout, *carry, hypers, strict=True):
-                importance = streams["importance"] if weighted else None
-                state, loss = step_group(state, hyper, group_batch(x, shape, reads), t, importance)
+                active_rows = None if active is None else tuple(group_batch(a, shape, reads) for a in active)
+                state, loss = step_group(state, hyper, group_batch(x, shape, reads), t, importance, active_rows)
                 states.append(state)
                 totals.append(total + loss)
-            return (tuple(states), tuple(totals)), None
+            return tuple(states), tuple(totals)
 
         def one_window(states, w):
             start = first_step + w * log_every

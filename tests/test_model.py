@@ -44,6 +44,33 @@ def test_hand_written_gradient_equals_autodiff(tile):
         np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-4, atol=1e-7)
 
 
+def test_active_entries_hold_each_rows_nonzeros_and_flag_overflow():
+    x = data.sample_features(jax.random.key(3), data.feature_probabilities("power:0.5", 40, 0.5), 32)
+    counts = np.sum(np.asarray(x) != 0, axis=1)
+    index, value, fits = model.active_entries(x, int(counts.max()))
+    assert bool(fits)
+    rebuilt = np.zeros_like(np.asarray(x))
+    np.add.at(rebuilt, (np.arange(32)[:, None], np.asarray(index)), np.asarray(value))
+    np.testing.assert_array_equal(rebuilt, x)  # padding slots are index 0, value 0
+    assert not bool(model.active_entries(x, int(counts.max()) - 1)[2])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_x_products_equal_the_dense_step(weighted):
+    n, m = 300, 9
+    params = model.init_params(jax.random.key(5), n, m)
+    p = data.feature_probabilities("power:1.0", n)
+    x = data.sample_features(jax.random.key(6), p, 256)
+    importance = jnp.asarray(data.feature_importance("power:0.5", n), jnp.float32) if weighted else None
+    index, value, fits = model.active_entries(x, data.active_capacity(p))
+    assert bool(fits) and index.shape == (256, 16)
+    mse, grads = model.mse_and_grad(params, x, 64, importance, (index, value))
+    ref_mse, ref_grads = model.mse_and_grad(params, x, 64, importance)
+    np.testing.assert_allclose(mse, ref_mse, rtol=1e-6)
+    for k in ("W", "b"):
+        np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-5, atol=1e-8)
+
+
 def test_batch_tile_choice():
     assert model.default_batch_tile(2048, "cpu") == 256
     assert model.default_batch_tile(8192, "gpu") == 8192

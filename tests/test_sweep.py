@@ -157,6 +157,17 @@ def test_run_keeps_the_feature_probabilities_it_trained_on(tiny_spec, tmp_path):
     np.testing.assert_allclose(run.final_loss(100), run.losses[:, -10:].mean(1))
 
 
+def test_sparse_products_train_as_the_dense_step_does(tiny_spec, monkeypatch):
+    from supjax import data
+
+    dense = run_sweep(tiny_spec).losses
+    np.testing.assert_allclose(run_sweep(tiny_spec.replace(sparse_products=True)).losses, dense, rtol=1e-5)
+    # A capacity every batch overflows: each step falls back to the dense products (a
+    # truncated sparse x would miss most of the data and the losses would part).
+    monkeypatch.setattr(data, "active_capacity", lambda p: 1)
+    np.testing.assert_allclose(run_sweep(tiny_spec.replace(sparse_products=True)).losses, dense, rtol=1e-5)
+
+
 def test_importance_is_a_sweep_option(tiny_spec):
     plain = run_sweep(tiny_spec)
     np.testing.assert_array_equal(run_sweep(tiny_spec.replace(importance="power:0")).losses, plain.losses)
