@@ -37,3 +37,25 @@ def test_beyond_experiment_smoke(tmp_path):
         assert (tmp_path / "figures" / f"beyond_smoke{suffix}").stat().st_size > 10_000
     # Every variant is its own run directory, analysed.
     assert (tmp_path / "runs" / "beyond-rho0.6-smoke" / "summary.csv").is_file()
+
+
+def test_cross_entropy_weight_decay_experiment_smoke(tmp_path):
+    out = tmp_path / "ce_decay.json"
+    script = str(REPO / "experiments" / "ce_decay.py")
+    result = subprocess.run(
+        [sys.executable, script, "--steps", "300", "--sgd-lrs", "100", "--out", str(out), "--figures", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads(out.read_text())
+    mse, ce = numbers["mse"]["cases"], numbers["cross_entropy"]["cases"]
+    assert set(mse) == set(ce) == {f"{kind} gamma={s}" for kind in ("adamw", "sgd") for s in "-+"}
+    # Squared error: decay drops rows under either optimizer, growth keeps them.
+    for kind in ("adamw", "sgd"):
+        assert mse[f"{kind} gamma=+"]["phi_half"] < 0.5 < mse[f"{kind} gamma=-"]["phi_half"]
+    # Cross-entropy keeps every row and still gains from growing them, under either optimizer.
+    for case in ce.values():
+        assert case["phi_half"] > 0.9 and case["scale_gain_all"] < 0 and case["scale_gain_rare"] < 0
+    assert (tmp_path / "ce_decay.png").stat().st_size > 10_000
