@@ -332,18 +332,14 @@ def compile_plan(static: tuple):
 
         def one_step(carry, t):
             x = batch(streams, t)
-            importance = streams["importance"] if weighted else None
-
-            def dense_step(carry):
-                return step_all(carry, t, x, importance, None)
-
+            step = functools.partial(step_all, t=t, x=x, importance=streams["importance"] if weighted else None)
             if not capacity:
-                return dense_step(carry), None
+                return step(carry, active=None), None
             # The sparse products need every row's nonzeros to fit the capacity; a batch
             # that does not (about 1e-9 of rows) takes the dense products instead.
             index, value, fits = jax.vmap(lambda a: model.active_entries(a, capacity))(x)
-            sparse_step = functools.partial(step_all, t=t, x=x, importance=importance, active=(index, value))
-            return jax.lax.cond(jnp.all(fits), sparse_step, dense_step, carry), None
+            sparse, dense = (functools.partial(step, active=a) for a in ((index, value), None))
+            return jax.lax.cond(jnp.all(fits), sparse, dense, carry), None
 
         def step_all(carry, t, x, importance, active):
             states, totals = [], []
