@@ -142,15 +142,14 @@ def sample_features(key: jax.Array, p, batch_size: int) -> jax.Array:
     return features_from_bits(bits, jnp.asarray(thresholds), jnp.asarray(scales))
 
 
-def active_capacity(p) -> int:
+def active_capacity(expected: float) -> int:
     """Slots per row for the sparse products (:func:`supjax.model.active_entries`).
 
-    The count of active features in a row has mean E = sum p and variance at most E; the
-    capacity, E + 6 sqrt(E) + 6 rounded up to a multiple of 8, is exceeded by an
-    independent row with probability below 1e-9 (E = 1: P(count > 16) ~ 1e-15). A batch
-    that does not fit falls back to the dense products, so the capacity only sets speed.
+    The count of active features in a row has mean E = ``expected`` = sum p and variance
+    at most E; the capacity, E + 6 sqrt(E) + 6 rounded up to a multiple of 8, is exceeded
+    by an independent row with probability below 1e-9 (E = 1: P(count > 16) ~ 1e-15). A
+    batch that does not fit falls back to the dense products, so the capacity only sets speed.
     """
-    expected = float(np.sum(p))
     return int(8 * np.ceil((expected + 6 * np.sqrt(expected) + 6) / 8))
 
 

@@ -79,13 +79,12 @@ class Plan:
         s = self.spec
         if not s.sparse_products or s.loss != "mse":
             return 0
-        rows = {(r["distribution"], r["activation_density"]): r for r in self.rows}
-        return max(data.active_capacity(data.feature_probabilities(d, s.n, density)) for d, density in rows)
+        return max(data.active_capacity(r["expected_active"]) for r in self.rows)
 
     @property
     def flops_per_step(self) -> float:
         """Dense work of one step of every model: 10 B n m each."""
-        return sum(10.0 * self.spec.batch_size * self.spec.n * g.m * np.sum(g.model_index >= 0) for g in self.groups)
+        return 10.0 * self.spec.batch_size * self.spec.n * self._total_width
 
     @property
     def work_flops_per_step(self) -> float:
@@ -93,8 +92,12 @@ class Plan:
         capacity = self.sparse_capacity
         if not capacity:
             return self.flops_per_step
-        per_m = self.spec.batch_size * (6.0 * self.spec.n + 4.0 * capacity)
-        return sum(per_m * g.m * np.sum(g.model_index >= 0) for g in self.groups)
+        return self.spec.batch_size * (6.0 * self.spec.n + 4.0 * capacity) * self._total_width
+
+    @property
+    def _total_width(self) -> int:
+        """Sum of m over the plan's real models (padding excluded)."""
+        return sum(g.m * int(np.sum(g.model_index >= 0)) for g in self.groups)
 
 
 def model_table(spec: SweepSpec) -> list[dict]:
@@ -287,7 +290,11 @@ def compile_plan(static: tuple):
     if sequential:
 
         def step_group(state, hyper, x, t, importance, active):
-            return jax.lax.map(lambda args: step_models(*args[:3], t, importance, args[3]), (state, hyper, x, active))
+            def one_row(row):
+                state, hyper, x, active = row
+                return step_models(state, hyper, x, t, importance, active)
+
+            return jax.lax.map(one_row, (state, hyper, x, active))
 
     else:
         step_group = jax.vmap(step_models, in_axes=(0, 0, 0, None, None, 0))

@@ -62,7 +62,7 @@ def test_sparse_x_products_equal_the_dense_step(weighted):
     p = data.feature_probabilities("power:1.0", n)
     x = data.sample_features(jax.random.key(6), p, 256)
     importance = jnp.asarray(data.feature_importance("power:0.5", n), jnp.float32) if weighted else None
-    index, value, fits = model.active_entries(x, data.active_capacity(p))
+    index, value, fits = model.active_entries(x, data.active_capacity(p.sum()))
     assert bool(fits) and index.shape == (256, 16)
     mse, grads = model.mse_and_grad(params, x, 64, importance, (index, value))
     ref_mse, ref_grads = model.mse_and_grad(params, x, 64, importance)

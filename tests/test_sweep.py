@@ -164,7 +164,7 @@ def test_sparse_products_train_as_the_dense_step_does(tiny_spec, monkeypatch):
     np.testing.assert_allclose(run_sweep(tiny_spec.replace(sparse_products=True)).losses, dense, rtol=1e-5)
     # A capacity every batch overflows: each step falls back to the dense products (a
     # truncated sparse x would miss most of the data and the losses would part).
-    monkeypatch.setattr(data, "active_capacity", lambda p: 1)
+    monkeypatch.setattr(data, "active_capacity", lambda expected: 1)
     np.testing.assert_allclose(run_sweep(tiny_spec.replace(sparse_products=True)).losses, dense, rtol=1e-5)
 
 
