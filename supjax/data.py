@@ -24,12 +24,8 @@ FAMILIES = ("power", "exponential", "linear", "file")
 
 def parse_distribution(label: str) -> tuple[str, str | float | None]:
     """Split ``'power:1.2'`` into ``('power', 1.2)``; ``'linear'`` into ``('linear', None)``."""
-    family, sep, arg = label.partition(":")
-    if family not in FAMILIES:
-        raise ConfigError("distribution", label, f"unknown family; use one of {', '.join(FAMILIES)}")
+    family, sep, arg = _split_label(label, "distribution", FAMILIES, bare="linear")
     if family == "linear":
-        if sep:
-            raise ConfigError("distribution", label, "'linear' takes no parameter")
         return family, None
     if family == "file":
         if not arg:
@@ -102,12 +98,8 @@ def feature_importance(label: str, n: int) -> np.ndarray:
     ``uniform``: I_i = 1 (the paper's loss); ``power:beta``: I_i = i^-beta, i = 1..n;
     ``geometric:r``: I_i = r^i, i = 0..n-1 (Anthropic's toy models use r < 1).
     """
-    family, sep, arg = label.partition(":")
-    if family not in IMPORTANCE_FAMILIES:
-        raise ConfigError("importance", label, f"unknown family; use one of {', '.join(IMPORTANCE_FAMILIES)}")
+    family, _, arg = _split_label(label, "importance", IMPORTANCE_FAMILIES, bare="uniform")
     if family == "uniform":
-        if sep:
-            raise ConfigError("importance", label, "'uniform' takes no parameter")
         return np.ones(n)
     value = _number(arg, "importance", label, f"{family}:0.9")
     i = np.arange(n, dtype=np.float64)
@@ -217,6 +209,16 @@ def sample_correlated(key: jax.Array, p, batch_size: int, block: int, rho: float
     n = len(p)
     tables = {k: jnp.asarray(v) for k, v in correlated_tables(p, kind, block).items()}
     return correlated_features(correlated_draws(key, kind, batch_size, n, block), tables, kind, block, rho)
+
+
+def _split_label(label: str, field: str, families: tuple[str, ...], bare: str) -> tuple[str, str, str]:
+    """``'family:arg'`` as ``label.partition(":")``, with a known family; ``bare`` takes no argument."""
+    family, sep, arg = label.partition(":")
+    if family not in families:
+        raise ConfigError(field, label, f"unknown family; use one of {', '.join(families)}")
+    if family == bare and sep:
+        raise ConfigError(field, label, f"'{bare}' takes no parameter")
+    return family, sep, arg
 
 
 def _number(text: str, field: str, label: str, example: str) -> float:
