@@ -54,10 +54,11 @@ class Experiment:
         return load_run(self.out)
 
 
-def parse_args(name: str, description: str, argv=None, extra=None) -> argparse.Namespace:
+def parse_args(name: str, description: str, argv=None, extra=None, scales=SCALES) -> argparse.Namespace:
     """``--scale``, ``--out``, ``--figures``, ``--set``, ``--quiet``; ``extra(parser)`` adds more."""
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
-    parser.add_argument("--scale", choices=SCALES, default="quick", help="smoke (tests), quick (2 CPU cores), paper")
+    default = "quick" if "quick" in scales else scales[-1]
+    parser.add_argument("--scale", choices=scales, default=default, help="smoke (tests), quick (2 CPU cores), paper")
     parser.add_argument("--out", help=f"run directory (default: runs/{name}-SCALE); reused if it holds this run")
     parser.add_argument("--figures", default=str(REPO / "figures"), help="where the PNG and PDF go")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")

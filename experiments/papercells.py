@@ -1,0 +1,136 @@
+"""The paper's decisive cells at the paper's own settings, one data exponent a piece (Figs. 3, 5, 6 at n = 1000).
+
+    python experiments/papercells.py [--piece 1.0] [--scale paper] [--out runs/papercells-paper]
+
+exp-10's settings exactly (n = 1000, batch 2048, 20000 steps, the six paper widths) for only the cells
+that decide the paper-scale claims: alpha in {1, 1.5, 2}, gamma in {-1, 1/9}, 3 seeds (108 models,
+``experiments/papercells_<scale>.toml``). Each piece is one alpha, trained into ``<out>/alpha-A``
+(36 models, about 55 minutes on 2 CPU cores) and resumed from its checkpoints if interrupted, so the
+whole runs as background pieces that each fit in one sitting:
+
+    nohup python experiments/papercells.py --piece 1.0 --quiet > runs/papercells-1.0.log 2>&1 &
+
+Without ``--piece`` every unfinished piece is trained in turn; once all are done the pieces are
+analysed together into ``figures/fig3_papercells``, ``fig5_`` and ``fig6_`` (PNG and PDF) and
+``<out>/numbers.json``, which adds the seed-to-seed spread to grid.py's headline numbers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import common  # first: puts the working tree's supjax on the path
+import grid
+import matplotlib
+import pandas as pd
+
+from supjax import plots
+
+NAME = "papercells"
+SCALES = ("smoke", "paper")
+
+
+def main(argv=None) -> dict | None:
+    started = time.perf_counter()
+    args = common.parse_args(NAME, __doc__.splitlines()[0], argv, extra=_piece_option, scales=SCALES)
+    spec = common.load_spec(NAME, args)
+    pieces = spec.alphas if args.piece is None else (float(args.piece),)
+    if not set(pieces) <= set(spec.alphas):
+        raise SystemExit(f"--piece {args.piece}: not one of this scale's alphas {list(spec.alphas)}")
+    parts = [common.run_or_reuse(NAME, args.scale, spec.replace(alphas=(a,)), piece_dir(args.out, a)) for a in pieces]
+    if args.piece is not None:
+        print(f"{NAME}: piece alpha = {args.piece} done in {parts[0].out}")
+        return None
+    exp = combine(parts, spec, args)
+    numbers = headline_numbers(exp)
+    written = []
+    with matplotlib.rc_context(plots.STYLE):
+        figures = {
+            "fig3": (grid.fig3(exp), "Fig. 3 at the paper's settings: weight decay controls superposition"),
+            "fig5": (grid.fig5(exp), r"Fig. 5 at the paper's settings: weak superposition ($\gamma = 1/9$)"),
+            "fig6": (grid.fig6(exp), r"Fig. 6 at the paper's settings: strong superposition ($\gamma = -1$)"),
+        }
+        for figure, (fig, title) in figures.items():
+            written += common.save_figure(fig, exp, figure, args.figures, title)
+    common.write_numbers(exp, numbers)
+    common.finish(NAME, exp, written, numbers, started)
+    return numbers
+
+
+def _piece_option(parser) -> None:
+    parser.add_argument("--piece", help="train only the models of this data exponent alpha (e.g. 1.0), then stop")
+
+
+def piece_dir(out, alpha: float):
+    return out / f"alpha-{float(alpha)!r}"
+
+
+class Cells(common.Experiment):
+    """The pieces as one experiment: tables concatenated; weights read from the piece of alpha = 1."""
+
+    def run(self):
+        from supjax import load_run
+
+        return load_run(piece_dir(self.out, grid.reference_alpha(self.summary)))
+
+    def all_exponents(self) -> pd.DataFrame:
+        """Every exponent row of the pieces, the per-seed fits included (``exponents`` keeps seed = all)."""
+        from supjax import analysis
+
+        pieces = sorted(self.summary.alpha.unique())
+        return pd.concat([analysis.load_results(piece_dir(self.out, a))[1] for a in pieces], ignore_index=True)
+
+
+def combine(parts: list[common.Experiment], spec, args) -> Cells:
+    summary = pd.concat([p.summary for p in parts], ignore_index=True)
+    exponents = pd.concat([p.exponents for p in parts], ignore_index=True)
+    timing = {
+        "train_s": sum(p.timing.get("train_s", 0.0) for p in parts),
+        "analyze_s": sum(p.timing.get("analyze_s", 0.0) for p in parts),
+        "machine": parts[0].timing.get("machine", common.machine()),
+        "reused": all(p.timing.get("reused") for p in parts),
+    }
+    scale = "papercells" if args.scale == "paper" else f"papercells-{args.scale}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    return Cells(NAME, scale, spec, args.out, summary, exponents, timing)
+
+
+def seed_spread(frame: pd.DataFrame, value: str, by: list[str]) -> dict:
+    """``{key: [mean, std over seeds, number of seeds]}`` of ``value`` grouped by ``by``."""
+    stats = frame.groupby(by)[value].agg(["mean", "std", "count"])
+    return {_key(k): [row["mean"], row["std"], int(row["count"])] for k, row in stats.iterrows()}
+
+
+def _key(k) -> str:
+    return "|".join(f"{v:g}" for v in k) if isinstance(k, tuple) else f"{k:g}"
+
+
+def headline_numbers(exp) -> dict:
+    """grid.py's numbers, and every quoted one again with its spread over seeds."""
+    s, n = exp.summary.copy(), exp.spec.n
+    exponents = exp.all_exponents()
+    per_seed = exponents[exponents.seed.astype(str) != "all"].astype({"seed": int})
+    s["phi_half_over_m_by_n"] = s.represented_fraction / (s.m / n)
+    s["overlap_times_m"] = s.mean_squared_overlap * s.m
+    s["loss_over_unlearned"] = s.final_loss / s.unlearned_loss
+    by = ["alpha", "weight_decay", "m"]
+    return {
+        **grid.headline_numbers(exp),
+        "by": "alpha|weight_decay|m: [mean, std over seeds, seeds]",
+        "final_loss": seed_spread(s, "final_loss", by),
+        "phi_half": seed_spread(s, "represented_fraction", by),
+        "phi_half_over_m_by_n": seed_spread(s, "phi_half_over_m_by_n", by),
+        "phi_one": seed_spread(s, "strong_fraction", by),
+        "overlap_times_m": seed_spread(s, "overlap_times_m", by),
+        "etf_variance_ratio": seed_spread(s, "etf_variance_ratio", by),
+        "loss_over_unlearned": seed_spread(s, "loss_over_unlearned", by),
+        "model_exponent_per_seed": seed_spread(per_seed, "model_exponent", ["alpha", "weight_decay"]),
+        "model_exponent_all_seeds": {
+            _key((r.alpha, r.weight_decay)): [r.model_exponent, r.stderr, r.ci_low, r.ci_high]
+            for r in exp.exponents.itertuples()
+        },
+    }
+
+
+if __name__ == "__main__":
+    main()
