@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from supjax import SweepSpec, analysis, fit, plots  # noqa: E402
-from supjax.config import RESULT_FIELDS  # noqa: E402
+from supjax.config import RESOLVED_FIELDS, RESULT_FIELDS  # noqa: E402
 
 SCALES = ("smoke", "quick", "paper")
 
@@ -88,7 +88,7 @@ def run_or_reuse(name: str, scale: str, spec: SweepSpec, out: Path) -> Experimen
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
     if (out / "config.toml").is_file():
         saved = SweepSpec.from_toml(out / "config.toml")
-        differing = [k for k in RESULT_FIELDS if k != "batch_tile" and getattr(saved, k) != getattr(spec, k)]
+        differing = [k for k in RESULT_FIELDS if k not in RESOLVED_FIELDS and getattr(saved, k) != getattr(spec, k)]
         if differing:
             raise SystemExit(
                 f"{out} holds another run (it differs in {', '.join(differing)}); pass a new --out or delete it"

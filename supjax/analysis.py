@@ -43,11 +43,15 @@ SUMMARY_COLUMNS = (
     "coherence_ratio",
     "diverged_at",
 )
+# Beside the summary's columns, for a model with decoder rows (the untied model's W_decoder).
+DECODER_COLUMNS = ("decoder_represented_fraction", "decoder_mean_squared_overlap", "encoder_decoder_alignment")
 GROUP_KEYS = ("distribution", "alpha", "activation_density", "weight_decay")
 
 
 def summarize(run: Run) -> pd.DataFrame:
-    """One row per model: the columns of :data:`SUMMARY_COLUMNS`."""
+    """One row per model: the columns of :data:`SUMMARY_COLUMNS`, measured on the rows of W
+    (the encoder rows of an untied model), and :data:`DECODER_COLUMNS` for a model with
+    decoder rows."""
     table = run.table()
     measured = []
     for group in run.params.values():
@@ -55,9 +59,17 @@ def summarize(run: Run) -> pd.DataFrame:
         p = np.stack([run.feature_probabilities(int(i)) for i in group["index"]])
         overlaps = metrics.overlap_statistics(W)
         etf = metrics.etf_likeness(W)
+        decoder = {}
+        if "W_decoder" in group:
+            decoder = {
+                "decoder_represented_fraction": np.asarray(metrics.represented_fraction(group["W_decoder"], 0.5)),
+                "decoder_mean_squared_overlap": np.asarray(metrics.mean_squared_overlap(group["W_decoder"])),
+                "encoder_decoder_alignment": np.asarray(metrics.row_alignment(W, group["W_decoder"], 0.5)),
+            }
         measured.append(
             pd.DataFrame(
                 {
+                    **decoder,
                     "index": group["index"],
                     "represented_fraction": np.asarray(metrics.represented_fraction(W, 0.5)),
                     "strong_fraction": np.asarray(metrics.represented_fraction(W, 1.0)),
@@ -74,7 +86,7 @@ def summarize(run: Run) -> pd.DataFrame:
             )
         )
     summary = table.merge(pd.concat(measured), on="index").sort_values("index", ignore_index=True)
-    return summary[list(SUMMARY_COLUMNS)]
+    return summary[[*SUMMARY_COLUMNS, *(c for c in DECODER_COLUMNS if c in summary)]]
 
 
 def fit_exponents(summary: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:

@@ -12,14 +12,15 @@ with the sparse x products.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from supjax import data, sweep
-from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS, SweepSpec
+from supjax import data, layout, program, sweep
+from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS, SweepSpec, distribution_key
 
 WORKLOADS = {
     # exp-10: one alpha, the six paper widths, ten weight decays: 60 models.
@@ -53,38 +54,40 @@ def dense_flops(spec: SweepSpec, models_per_width: int) -> float:
 
 def measure(spec: SweepSpec, steps: int) -> dict:
     """Train every model of ``spec`` for ``steps`` steps, after a compile; return the rates."""
-    spec = spec.replace(progress=False, log_every=1 if steps % 10 else 10)
-    the_plan = sweep.plan(spec)
-    init, train_chunk = sweep.compile_plan(the_plan.static)
-    groups = jax.device_put(tuple(g.arrays for g in the_plan.groups))
-    streams = jax.device_put(the_plan.data)
-    states = jax.block_until_ready(init(groups))
+    spec = sweep.resolve_driving(spec.replace(progress=False, log_every=1 if steps % 10 else 10))
+    the_layout = layout.plan(spec)
+    static = the_layout.static
+    hypers = jax.device_put(tuple(g.hyper for g in the_layout.groups))
+    streams = jax.device_put(the_layout.streams)
+    keys = jax.device_put(tuple(g.init_keys for g in the_layout.groups))
+    states = jax.block_until_ready(program.init_states(static, keys, hypers))
     windows = steps // spec.log_every
     started = time.perf_counter()
-    compiled = train_chunk.lower(states, groups, streams, jnp.int32(0), num_windows=windows).compile()
+    lowered = program.train_chunk.lower(static, states, hypers, streams, jnp.int32(0), num_windows=windows)
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - started
     memory = compiled.memory_analysis()
-    states, _ = jax.block_until_ready(compiled(states, groups, streams, jnp.int32(0)))  # warm-up
+    states, _ = jax.block_until_ready(compiled(states, hypers, streams, jnp.int32(0)))  # warm-up
     started = time.perf_counter()
-    states, logs = jax.block_until_ready(compiled(states, groups, streams, jnp.int32(steps)))
+    states, logs = jax.block_until_ready(compiled(states, hypers, streams, jnp.int32(steps)))
     seconds = time.perf_counter() - started
     if not all(np.isfinite(np.asarray(log)).all() for log in logs):
         raise FloatingPointError("benchmark losses are not finite")
-    model_steps = len(the_plan.rows) * steps
+    model_steps = len(the_layout.rows) * steps
     program_bytes = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
     program_bytes -= memory.alias_size_in_bytes  # donated state is written in place
     stats = jax.local_devices()[0].memory_stats() or {}
     return {
-        "models": len(the_plan.rows),
-        "memory_per_model_bytes": program_bytes / len(the_plan.rows),
+        "models": len(the_layout.rows),
+        "memory_per_model_bytes": program_bytes / len(the_layout.rows),
         "peak_device_bytes": stats.get("peak_bytes_in_use"),
         "steps": steps,
         "compile_s": compile_s,
         "seconds": seconds,
         "model_steps_per_s": model_steps / seconds,
         "samples_per_s": model_steps * spec.batch_size / seconds,
-        "dense_flops_per_s": the_plan.flops_per_step * steps / seconds,
-        "work_flops_per_s": the_plan.work_flops_per_step * steps / seconds,
+        "dense_flops_per_s": the_layout.flops_per_step * steps / seconds,
+        "work_flops_per_s": the_layout.work_flops_per_step * steps / seconds,
         "sparse_products": spec.sparse_products,
     }
 
@@ -103,8 +106,9 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
     ``"sampler"`` uses supjax's one-draw sampler. The step is supjax's one-model step on
     the whole batch (untiled, the faster choice for one model at a time).
     """
-    init_one, step_one = sweep.one_model_step(spec.n, spec.steps, spec.warmup_steps, spec.final_lr_fraction)
-    p = data.feature_probabilities(spec.distributions[0], spec.n)
+    one_model = layout.plan(spec.replace(widths=spec.widths[:1], weight_decays=spec.weight_decays[:1])).static
+    init_one, step_one = program.make_step(dataclasses.replace(one_model, batch_tile=spec.batch_size))
+    p = spec.feature_probabilities[distribution_key(spec.distributions[0], spec.activation_densities[0])]
     thresholds, scales = (jnp.asarray(a) for a in data.sampler_tables(p))
     p = jnp.asarray(p, jnp.float32)
     gamma = spec.weight_decays[len(spec.weight_decays) // 2]
@@ -120,7 +124,7 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
 
     seconds = 0.0
     for i, m in enumerate(spec.widths):
-        hyper = {"weight_decay": jnp.float32(gamma), "lr_w": jnp.float32(spec.lr), "lr_b": jnp.float32(spec.lr)}
+        hyper = program.Hyper(jnp.float32(gamma), jnp.float32(spec.lr), jnp.float32(spec.lr))
         key = jax.random.key(i)
         state = init_one(key, hyper, m)
         for t in range(2):  # compile this width's shapes

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import tomllib
 from dataclasses import dataclass
@@ -63,12 +64,29 @@ RESULT_FIELDS = (
     "exclusive_blocks",
     "batch_tile",
     "sparse_products",
+    "model",
+    "fused_gradient",
+    "stream_loop",
+    "precision",
 )
 
+# The fields that set the feature probabilities.
+_PROBABILITY_FIELDS = ("n", "distribution", "alphas", "activation_densities")
+# Result fields that a run resolves for its backend when unset, and keeps in its config.toml.
+RESOLVED_FIELDS = ("batch_tile", "stream_loop")
 
 GRID_FIELDS = ("widths", "weight_decays", "distribution", "alphas", "activation_densities", "seeds")
 FLOAT_FIELDS = ("weight_decays", "alphas", "activation_densities")
 LOSSES = ("mse", "cross_entropy", "soft_cross_entropy")
+STREAM_LOOPS = ("map", "vmap")
+# jax_default_matmul_precision names: true float32 (the paper's), TF32 or bfloat16 tensor-core passes.
+PRECISIONS = ("float32", "tensorfloat32", "bfloat16")
+BUILT_IN_MODELS = ("tied", "untied", "hidden_relu", "linear")
+
+
+def distribution_key(label: str, activation_density: float) -> str:
+    """The name under which a run stores the probabilities of a distribution and density."""
+    return f"{label}@{float(activation_density)!r}"
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,14 @@ class SweepSpec:
     alpha in ``alphas``), ``"power:1.2"``, ``"exponential:400"`` (p_i ∝ exp(-i/400)),
     ``"linear"`` (p_i ∝ (n - i)/n), ``"file:probs.npy"`` (an explicit vector, used as
     given).
+
+    ``model`` picks the toy model (``tied``, the paper's; ``untied``, ``hidden_relu``,
+    ``linear``, or ``"package.module:ClassName"``, see :mod:`supjax.variants`);
+    ``fused_gradient = false`` trains the tied model by autodiff instead of its hand-fused
+    gradient. ``precision`` sets every product of the training step (``float32``, the
+    default, even where a GPU would use TF32; ``tensorfloat32``; ``bfloat16``).
+    ``stream_loop`` runs the data streams of a width in sequence (``map``) or batched
+    (``vmap``); unset, it is ``map`` on a CPU and ``vmap`` on accelerators.
 
     Example:
         >>> spec = SweepSpec(n=200, widths=(8, 16), weight_decays=(-1.0, 1.0), steps=500)
@@ -116,10 +142,15 @@ class SweepSpec:
     correlation_block: int = 1
     correlation: float = 0.0
     exclusive_blocks: bool = False
+    # the model (see supjax.variants) and the precision of its products
+    model: str = "tied"
+    fused_gradient: bool = True
+    precision: str = "float32"
     # driving (does not change results beyond float32 summation order)
     chunk_steps: int | None = None
     batch_tile: int | None = None
     sparse_products: bool = False
+    stream_loop: str | None = None
     max_models_per_batch: int | None = None
     # checkpoints (with an output directory)
     checkpoint_every: int | None = None
@@ -186,7 +217,10 @@ class SweepSpec:
         return cls.from_dict(values)
 
     def replace(self, **changes) -> SweepSpec:
-        return dataclasses.replace(self, **changes).validate()
+        new = dataclasses.replace(self, **changes)
+        if "feature_probabilities" in self.__dict__ and not set(changes) & set(_PROBABILITY_FIELDS):
+            new.__dict__["feature_probabilities"] = self.feature_probabilities  # the same p: keep it
+        return new.validate()
 
     def to_dict(self) -> dict[str, Any]:
         return {name: _plain(getattr(self, name)) for name in self.field_names()}
@@ -205,6 +239,25 @@ class SweepSpec:
             else:
                 out.append(data.canonical_label(entry))
         return tuple(dict.fromkeys(out))
+
+    @functools.cached_property
+    def feature_probabilities(self) -> dict[str, Any]:
+        """p: [n] (float64) of every distribution and density, keyed by :func:`distribution_key`.
+
+        Computed once per spec; validation, the model table, the samplers and the run's
+        saved probabilities all read it.
+        """
+        from supjax import data
+
+        return {
+            distribution_key(label, density): data.feature_probabilities(label, self.n, density)
+            for label in self.distributions
+            for density in self.activation_densities
+        }
+
+    def probabilities(self, label: str, activation_density: float):
+        """p: [n] of one distribution label and density (see :attr:`feature_probabilities`)."""
+        return self.feature_probabilities[distribution_key(label, activation_density)]
 
     @property
     def sampler(self) -> str:
@@ -234,10 +287,8 @@ class SweepSpec:
         if self.exclusive_blocks and (self.correlation or self.correlation_block == 1):
             raise ConfigError("exclusive_blocks", True, "needs correlation_block > 1 and correlation = 0")
         if self.sampler == "exclusive":
-            for label in self.distributions:
-                for density in self.activation_densities:
-                    p = data.feature_probabilities(label, self.n, density)
-                    data.correlated_tables(p, "exclusive", self.correlation_block)
+            for p in self.feature_probabilities.values():
+                data.correlated_tables(p, "exclusive", self.correlation_block)
 
     @property
     def num_models(self) -> int:
@@ -283,6 +334,7 @@ class SweepSpec:
             "exclusive_blocks",
             "unit_values",
             "sparse_products",
+            "fused_gradient",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "must be true or false")
@@ -343,13 +395,40 @@ class SweepSpec:
                 raise ConfigError("distribution", entry, "entries are strings such as 'power' or 'exponential:400'")
             if entry != "power":
                 data.parse_distribution(entry)
-        for label in self.distributions:
-            data.feature_probabilities(label, self.n)  # validates explicit vectors against n
+        self.feature_probabilities  # noqa: B018 (computes and so validates every p, files against n)
         self._validate_data_and_loss()
+        self._validate_model()
         if not isinstance(self.importance, str):
             raise ConfigError("importance", self.importance, "a string such as 'uniform' or 'geometric:0.9'")
         data.feature_importance(self.importance, self.n)
         return self
+
+    def _validate_model(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError("precision", self.precision, f"use one of {', '.join(PRECISIONS)}")
+        if self.stream_loop is not None and self.stream_loop not in STREAM_LOOPS:
+            raise ConfigError(
+                "stream_loop", self.stream_loop, f"use one of {', '.join(STREAM_LOOPS)}, or leave it unset"
+            )
+        if not isinstance(self.model, str):
+            raise ConfigError("model", self.model, f"a string: {', '.join(BUILT_IN_MODELS)} or 'package.module:Class'")
+        if self.sparse_products and (self.model != "tied" or not self.fused_gradient):
+            raise ConfigError(
+                "sparse_products", True, "the sparse x products are the tied model's fused gradient; drop them"
+            )
+        if self.model == "tied":
+            return
+        if self.loss != "mse":
+            raise ConfigError("model", self.model, "the cross-entropy losses are defined for model = 'tied' only")
+        if self.model in BUILT_IN_MODELS:
+            return
+        from supjax import variants  # flax loads only for a user's module
+
+        for m in self.widths:
+            problem = variants.check(self.model, self.n, m)
+            if problem:
+                raise ConfigError("model", self.model, problem)
+            break  # one width shows whether the class builds; shapes scale with m
 
 
 def parse_overrides(items) -> dict[str, Any]:

@@ -128,6 +128,31 @@ def represented_fraction(W, threshold: float = 0.5) -> jax.Array:
     return jnp.mean(row_norms(W) > threshold, axis=-1)
 
 
+@jax.jit
+def _row_alignment(A: jax.Array, B: jax.Array, threshold) -> jax.Array:
+    dtype = _compute_dtype(A.dtype)
+    norms_a, norms_b = _norms(A), _norms(B)
+    cos = jnp.sum(A.astype(dtype) * B.astype(dtype), axis=-1) * _inverse_norms(norms_a) * _inverse_norms(norms_b)
+    kept = (norms_a > threshold) & (norms_b > threshold)
+    return jnp.sum(jnp.where(kept, cos, 0.0), axis=-1) / jnp.sum(kept, axis=-1)
+
+
+def row_alignment(A, B, threshold: float = 0.0) -> jax.Array:
+    """Mean of cos(A_i, B_i) over the features with ||A_i|| and ||B_i|| > ``threshold``:
+    ``[models, n, m] x [models, n, m] -> [models]`` (NaN where no feature qualifies).
+
+    For an untied model, A = encoder rows and B = decoder rows, with threshold 1/2: 1 when
+    every represented feature is read and written along one direction (as the tied model
+    does), near 0 for unrelated directions, negative where features are read against their
+    written direction (switched off by the output ReLU).
+    """
+    A, single = _as_stack(A)
+    B, _ = _as_stack(B)
+    if A.shape != B.shape:
+        raise ValueError(f"row_alignment needs equal shapes [models, n, m], got {A.shape} and {B.shape}")
+    return _unstack(_row_alignment(A, B, threshold), single)
+
+
 # ---- overlaps ------------------------------------------------------------------------------------
 
 
@@ -218,6 +243,49 @@ def mean_squared_overlap(W, block_size: int | None = None) -> jax.Array:
 def coherence(W, block_size: int | None = None) -> jax.Array:
     """mu = max_{i != j} |w_i . w_j|: ``[models, n, m] -> [models]``."""
     return overlap_statistics(W, block_size).coherence
+
+
+@functools.partial(jax.jit, static_argnames=("block_size", "normalise"))
+def _weighted_squared_overlap(W: jax.Array, weights: jax.Array, block_size: int, normalise: bool) -> jax.Array:
+    _, n, m = W.shape
+    dtype = _compute_dtype(W.dtype)
+
+    def one_model(w, a):
+        scale = _inverse_norms(_norms(w)) if normalise else jnp.ones((n,), dtype)
+
+        def body(index, carry):
+            frame, diagonal = carry
+            rows, row_ids, fresh = _row_block(w, index, block_size)
+            v = rows.astype(dtype) * jnp.where(fresh, scale[row_ids], 0.0)[:, None]
+            av = jnp.where(fresh, a[row_ids], 0.0)
+            frame = frame + lax.dot_general(
+                v * av[:, None], v, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST
+            )
+            return frame, diagonal + jnp.sum(jnp.square(av * jnp.sum(jnp.square(v), axis=-1)))
+
+        start = (jnp.zeros((m, m), dtype), jnp.zeros((), dtype))
+        frame, diagonal = lax.fori_loop(0, _num_blocks(n, block_size), body, start)
+        pairs = jnp.square(jnp.sum(a)) - jnp.sum(jnp.square(a))
+        return (jnp.sum(jnp.square(frame)) - diagonal) / pairs
+
+    return jax.vmap(one_model)(W, weights.astype(dtype))
+
+
+def weighted_squared_overlap(W, weights=None, normalise: bool = True, block_size: int | None = None) -> jax.Array:
+    """sum_{i != j} a_i a_j o_ij^2 / sum_{i != j} a_i a_j: ``[models, n, m] -> [models]``.
+
+    o_ij = w_i . w_j of the normalised rows (``normalise = False``: W_i . W_j of the raw
+    rows) and ``weights`` a: ``[models, n]`` or ``[n]`` (default 1, which gives
+    :func:`mean_squared_overlap`). a = 1[||W_i|| > t] restricts the mean to the represented
+    features; a = p weights each pair by how often both features occur. Exact from the m x m
+    frame operator S = sum_i a_i w_i w_i^T: sum_{i, j} a_i a_j o_ij^2 = ||S||_F^2, less the
+    i = j terms, so it costs O(n m^2) and no n x n block.
+    """
+    W, single = _as_stack(W)
+    models, n, _ = W.shape
+    weights = jnp.ones((models, n)) if weights is None else jnp.broadcast_to(jnp.asarray(weights), (models, n))
+    result = _weighted_squared_overlap(W, weights, _block_size(block_size, n, models), normalise)
+    return _unstack(result, single)
 
 
 # ---- reference values for n unit vectors in R^m -----------------------------------------------

@@ -32,7 +32,12 @@ def mean_squared_error(params: Params, x: jax.Array, importance: jax.Array | Non
 
     With ``importance: [n]`` each feature's error is weighted by I_i (Elhage et al. 2022).
     """
-    error = jnp.square(forward(params, x) - x)
+    return output_mean_squared_error(forward(params, x), x, importance)
+
+
+def output_mean_squared_error(y: jax.Array, x: jax.Array, importance: jax.Array | None = None) -> jax.Array:
+    """mean_{b, i} I_i (y_bi - x_bi)^2 for any model's output ``y: [B, n]`` (I = 1 if None)."""
+    error = jnp.square(y - x)
     return jnp.mean(error if importance is None else error * importance)
 
 

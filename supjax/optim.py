@@ -73,13 +73,15 @@ def adamw(
 
 
 def toy_model_optimizer(w_learning_rate, b_learning_rate, weight_decay) -> optax.GradientTransformation:
-    """AdamW for ``{"W", "b"}``: signed weight decay on W only, separate learning rates."""
+    """AdamW for a toy model's parameters: signed weight decay and the W learning rate on
+    every matrix (ndim >= 2: W, and W_decoder of the untied model), plain Adam with the b
+    learning rate on every other parameter (the biases)."""
     return optax.partition(
         {
             "W": adamw(w_learning_rate, weight_decay),
             "b": optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(b_learning_rate)),
         },
-        {"W": "W", "b": "b"},
+        lambda params: jax.tree.map(lambda p: "W" if jnp.ndim(p) >= 2 else "b", params),
     )
 
 

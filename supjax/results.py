@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from supjax.config import RESULT_FIELDS, ConfigError, SweepSpec
+from supjax.config import RESOLVED_FIELDS, RESULT_FIELDS, ConfigError, SweepSpec, distribution_key
 
 COLUMNS = (
     "index",
@@ -52,7 +52,9 @@ class Run:
     spec: SweepSpec
     models: list[dict]
     losses: np.ndarray  # [models, logs]
-    params: dict[int, dict[str, np.ndarray]]  # width -> {"W": [k, n, m], "b": [k, n], "index": [k]}
+    # width -> {"W": [k, n, m], "b": [k, n], "index": [k]} and any other parameter of the model
+    # (the untied model's "W_decoder": [k, n, m])
+    params: dict[int, dict[str, np.ndarray]]
     probabilities: dict[str, np.ndarray]  # distribution_key(label, density) -> p: [n]
     info: dict = field(default_factory=dict)
 
@@ -87,11 +89,6 @@ class Run:
         return frame
 
 
-def distribution_key(label: str, activation_density: float) -> str:
-    """The name under which a run stores the probabilities of a distribution and density."""
-    return f"{label}@{float(activation_density)!r}"
-
-
 def prepare_run_dir(path: str | Path) -> Path:
     """Refuse an existing non-empty directory, then create ``path``."""
     path = Path(path)
@@ -123,7 +120,7 @@ def resume_layout(path: str | Path, spec: SweepSpec) -> tuple[SweepSpec, list[li
     """The spec to resume with and the saved batches of the run in ``path``.
 
     Refuses, naming the keys, a ``spec`` that differs from the saved one in a field that
-    changes results; an unset ``batch_tile`` takes the saved one.
+    changes results; an unset ``batch_tile`` or ``stream_loop`` takes the saved one.
     """
     path = Path(path)
     if not (path / "config.toml").is_file() or not (path / "batches.json").is_file():
@@ -133,8 +130,8 @@ def resume_layout(path: str | Path, spec: SweepSpec) -> tuple[SweepSpec, list[li
         batches = json.loads((path / "batches.json").read_text())
     except (ValueError, OSError) as err:
         raise ConfigError("--resume", str(path / "batches.json"), f"is damaged ({err}); start a new run") from None
-    if spec.batch_tile is None:
-        spec = spec.replace(batch_tile=saved.batch_tile)
+    unset = {k: getattr(saved, k) for k in RESOLVED_FIELDS if getattr(spec, k) is None}
+    spec = spec.replace(**unset)
     differing = [k for k in RESULT_FIELDS if getattr(spec, k) != getattr(saved, k)]
     if differing:
         keys = ", ".join(f"{k} ({getattr(saved, k)!r} -> {getattr(spec, k)!r})" for k in differing)
@@ -201,15 +198,13 @@ def _final_params(path: Path, spec: SweepSpec) -> dict[int, dict[str, np.ndarray
                 "RUN_DIR", str(path), "is not finished; continue it with `supjax sweep CONFIG --out DIR --resume`"
             )
         for group, index in zip(restored[1]["states"], restored[1]["index"], strict=True):
-            W = np.asarray(group["params"]["W"])
-            m = W.shape[-1]
-            b = np.asarray(group["params"]["b"]).reshape(-1, spec.n)
             real = np.asarray(index) >= 0  # multi-device batches pad with copies, index -1
-            parts.setdefault(m, []).append((W.reshape(-1, spec.n, m)[real], b[real], np.asarray(index)[real]))
-    return {
-        m: {name: np.concatenate([p[k] for p in ps]) for k, name in enumerate(("W", "b", "index"))}
-        for m, ps in sorted(parts.items())
-    }
+            params = {k: np.asarray(v) for k, v in group["params"].items()}
+            m = params["W"].shape[-1]
+            parts.setdefault(m, []).append(
+                {**{k: v.reshape(-1, *v.shape[2:])[real] for k, v in params.items()}, "index": np.asarray(index)[real]}
+            )
+    return {m: {k: np.concatenate([p[k] for p in ps]) for k in ps[0]} for m, ps in sorted(parts.items())}
 
 
 def to_toml(values: dict) -> str:

@@ -1,4 +1,37 @@
+import logging
+
 import pytest
+
+
+class CompileLog:
+    """Counts XLA compilations from JAX's own compile log (``jax.log_compiles``)."""
+
+    def __init__(self, caplog):
+        self.caplog = caplog
+
+    def __enter__(self):
+        import jax
+
+        self.caplog.clear()
+        self.caplog.set_level(logging.WARNING)
+        self._log = jax.log_compiles()
+        self._log.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._log.__exit__(*exc)
+        self.messages = [r.getMessage() for r in self.caplog.records]
+
+    def count(self, name: str = "") -> int:
+        """Programs compiled in the block; with ``name``, those of the jitted function ``name``."""
+        prefix = f"Compiling jit({name})" if name else "Compiling "
+        return sum(m.startswith(prefix) for m in self.messages)
+
+
+@pytest.fixture
+def compile_log(caplog):
+    """``with compile_log: ...`` then ``compile_log.count("train_chunk")``."""
+    return CompileLog(caplog)
 
 
 @pytest.fixture

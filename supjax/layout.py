@@ -1,0 +1,295 @@
+"""Where the models of a sweep go: the model table, width groups over shared data streams,
+batches that fit the device, padding for several devices, and relayout on resume.
+
+The models of one width form a [D, G] group: D data streams (one per distribution x
+activation density x seed) by G weight decays, which read the same batch at every step.
+Every width reads the same batches too, so the data (the costliest part of a step on a
+CPU) is drawn once per step for the whole grid. With ``shared_data = false`` every model
+is its own stream (G = 1).
+
+Randomness depends only on (seed, model identity, step), never on the grid or the
+chunking: a model trained alone, in a larger grid, or in chunks of any size draws the
+same numbers. Models with the same seed see the same uniform bits at every step (common
+random numbers), which makes width and weight-decay comparisons less noisy.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from supjax import data, model, optim
+from supjax.config import ConfigError, SweepSpec
+from supjax.program import GroupShape, Hyper, Static, Streams
+
+_INIT_TAG, _DATA_TAG = 1, 2
+
+
+def model_table(spec: SweepSpec) -> list[dict]:
+    """One dict per model, in training order: width, then distribution, density, seed, weight decay."""
+    rows = []
+    for m in spec.widths:
+        lr_w, lr_b = optim.width_scaled_learning_rates(spec.lr, m) if spec.lr_width_scaling else (spec.lr, spec.lr)
+        for label in spec.distributions:
+            family, arg = data.parse_distribution(label)
+            for density in spec.activation_densities:
+                expected_active = float(spec.probabilities(label, density).sum())
+                for seed in spec.seeds:
+                    for gamma in spec.weight_decays:
+                        rows.append(
+                            {
+                                "index": len(rows),
+                                "m": m,
+                                "weight_decay": gamma,
+                                "distribution": label,
+                                "alpha": arg if family == "power" else float("nan"),
+                                "activation_density": density,
+                                "expected_active": expected_active,
+                                "seed": seed,
+                                "lr_w": lr_w,
+                                "lr_b": lr_b,
+                            }
+                        )
+    return rows
+
+
+@dataclass(frozen=True)
+class Group:
+    """The models of one width, laid out [D, G]."""
+
+    m: int
+    model_index: np.ndarray  # [D * G] indices into the sweep's model table; -1 for padding
+    local_index: np.ndarray  # [D * G] positions in the layout's rows; -1 for padding
+    shape: tuple[int, int]  # (D, G)
+    reads: tuple[int, ...]  # the data stream each of the D rows reads
+    init_keys: np.ndarray  # [D, G, 2] key data
+    hyper: Hyper  # [D, G] each
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One batch of models that train together in one compiled program, sharing each step's data."""
+
+    spec: SweepSpec
+    rows: list[dict]  # the batch's rows of the model table, in table order
+    groups: tuple[Group, ...]
+    streams: Streams  # host arrays
+    devices: int = 1  # the D axis of every group is split over this many devices
+
+    @property
+    def static(self) -> Static:
+        """The compiled program's static spec (its cache key)."""
+        s = self.spec
+        return Static(
+            n=s.n,
+            batch_size=s.batch_size,
+            steps=s.steps,
+            warmup_steps=s.warmup_steps,
+            final_lr_fraction=s.final_lr_fraction,
+            log_every=s.log_every,
+            batch_tile=s.batch_tile or model.default_batch_tile(s.batch_size, jax.default_backend()),
+            model=s.model,
+            fused_gradient=s.fused_gradient,
+            loss=s.loss,
+            precision=s.precision,
+            stream_loop=s.stream_loop or default_stream_loop(),
+            sampler=s.sampler,
+            correlation_block=s.n if s.loss == "cross_entropy" else s.correlation_block,
+            unit_values=s.unit_values,
+            weighted=s.importance != "uniform",
+            sparse_capacity=self.sparse_capacity,
+            devices=self.devices,
+            groups=tuple(GroupShape(g.m, g.shape, g.reads) for g in self.groups),
+        )
+
+    @property
+    def sparse_capacity(self) -> int:
+        """Slots per row of the sparse x products (0: dense), from the densest stream."""
+        if not self.spec.sparse_products or self.spec.loss != "mse":
+            return 0
+        return max(data.active_capacity(r["expected_active"]) for r in self.rows)
+
+    @property
+    def flops_per_step(self) -> float:
+        """Dense work of one step of every model: 10 B n m each."""
+        return 10.0 * self.spec.batch_size * self.spec.n * self._total_width
+
+    @property
+    def work_flops_per_step(self) -> float:
+        """Product work actually done: 6 B n m + 4 B K m per model with K sparse slots, else 10 B n m."""
+        capacity = self.sparse_capacity
+        if not capacity:
+            return self.flops_per_step
+        return self.spec.batch_size * (6.0 * self.spec.n + 4.0 * capacity) * self._total_width
+
+    @property
+    def _total_width(self) -> int:
+        """Sum of m over the real models (padding excluded)."""
+        return sum(g.m * int(np.sum(g.model_index >= 0)) for g in self.groups)
+
+
+def default_stream_loop() -> str:
+    """``map`` on a CPU, ``vmap`` on accelerators (see :func:`supjax.program.make_group_step`)."""
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
+def _identity(row: dict) -> int:
+    """A 32-bit tag for a model from its values, not its position in the grid."""
+    text = f"{row['m']}|{row['weight_decay']!r}|{row['distribution']}|{row['activation_density']!r}"
+    return zlib.crc32(text.encode())
+
+
+def _seed_key(seed: int, tag: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(seed), tag)
+
+
+def _stream_of(row: dict, shared: bool) -> tuple:
+    if shared:
+        return (row["distribution"], row["activation_density"], row["seed"])
+    return (row["m"], row["weight_decay"], row["distribution"], row["activation_density"], row["seed"])
+
+
+def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) -> Layout:
+    """Lay models out as width groups over shared data streams.
+
+    ``indices`` (default: all) picks a batch of the model table; it must be a union of
+    :func:`blocks`. With several ``devices`` each group's D is padded to a multiple of them
+    by repeating its last stream's models (index -1, results dropped).
+    """
+    table = model_table(spec)
+    rows = table if indices is None else [table[i] for i in sorted(indices)]
+    num_decays = len(spec.weight_decays) if spec.shared_data else 1
+    position = {r["index"]: k for k, r in enumerate(rows)}
+    first_row = {}
+    for r in rows:
+        first_row.setdefault(_stream_of(r, spec.shared_data), r)
+    streams = list(first_row)
+    groups = []
+    for m in dict.fromkeys(r["m"] for r in rows):
+        group_rows = [r for r in rows if r["m"] == m]
+        real = len(group_rows)
+        group_rows += group_rows[-num_decays:] * (-(len(group_rows) // num_decays) % devices)
+        shape = (len(group_rows) // num_decays, num_decays)
+        reads = tuple(streams.index(_stream_of(r, spec.shared_data)) for r in group_rows[::num_decays])
+        keys = jnp.stack([jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows])
+        hyper = Hyper(*(np.array([r[k] for r in group_rows], np.float32).reshape(shape) for k in Hyper._fields))
+        index = np.array([r["index"] if k < real else -1 for k, r in enumerate(group_rows)])
+        local = np.array([position[i] if i >= 0 else -1 for i in index])
+        init_keys = np.asarray(jax.random.key_data(keys)).reshape(*shape, -1)
+        groups.append(Group(m, index, local, shape, reads, init_keys, hyper))
+
+    stream_rows = [first_row[s] for s in streams]
+    if spec.shared_data:
+        # One bit stream per seed, shared by every distribution and density.
+        seeds = list(dict.fromkeys(r["seed"] for r in stream_rows))
+        keys = [_seed_key(s, _DATA_TAG) for s in seeds]
+        seed_of = [seeds.index(r["seed"]) for r in stream_rows]
+    else:
+        keys = [jax.random.fold_in(_seed_key(r["seed"], _DATA_TAG), _identity(r)) for r in stream_rows]
+        seed_of = list(range(len(stream_rows)))
+    tables = [
+        _sampler_tables(spec, spec.probabilities(r["distribution"], r["activation_density"])) for r in stream_rows
+    ]
+    the_streams = Streams(
+        keys=np.asarray(jax.random.key_data(jnp.stack(keys))),
+        seed_of=np.array(seed_of, np.int32),
+        tables={k: np.stack([t[k] for t in tables]) for k in tables[0]},
+        importance=data.feature_importance(spec.importance, spec.n).astype(np.float32),
+        correlation=np.float32(spec.correlation),
+    )
+    return Layout(spec, rows, tuple(groups), the_streams, devices)
+
+
+def _sampler_tables(spec: SweepSpec, p: np.ndarray) -> dict[str, np.ndarray]:
+    if spec.sampler == "independent":
+        thresholds, scales = data.sampler_tables(p)
+        return {"thresholds": thresholds, "scales": scales}
+    if spec.loss == "cross_entropy":  # one active feature per sample, drawn with probability p_i / sum p
+        return data.correlated_tables(p / p.sum(), "exclusive", spec.n)
+    return data.correlated_tables(p, spec.sampler, spec.correlation_block)
+
+
+def relayout(layout: Layout, saved: dict, like: tuple) -> tuple:
+    """Saved group states in this layout's [D, G] order and pytree types (those of ``like``),
+    matched model by model: the padding for several devices may differ from the run that
+    saved them. ``saved`` holds ``states`` (one dict of TrainState fields per group) and
+    ``index`` (the model index of every saved row)."""
+    states = []
+    for group, state, index, template in zip(layout.groups, saved["states"], saved["index"], like, strict=True):
+        row_of = {int(i): k for k, i in enumerate(np.asarray(index)) if i >= 0}
+        rows = [row_of[int(i)] for i in group.model_index if i >= 0]
+        rows += [rows[-1]] * int(np.sum(group.model_index < 0))  # padding copies the last model
+        leaves = [_take_models(a, rows, group.shape) for a in jax.tree.leaves(state)]
+        fields = template._asdict()  # saved by field name: the leaves of both dicts come in key order
+        if [a.shape for a in leaves] != [a.shape for a in jax.tree.leaves(fields)]:
+            raise ConfigError(
+                "--resume", f"width {group.m}", "the checkpoint holds another model layout; start a new run"
+            )
+        states.append(type(template)(**jax.tree.unflatten(jax.tree.structure(fields), leaves)))
+    return tuple(states)
+
+
+def _take_models(a, rows: list[int], shape: tuple[int, int]) -> np.ndarray:
+    a = np.asarray(a)
+    return a.reshape(-1, *a.shape[2:])[rows].reshape(*shape, *a.shape[2:])
+
+
+def blocks(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:
+    """The smallest units a batch is made of: the G models of one width that share a data
+    stream (every weight decay), or single models with ``shared_data = false``."""
+    size = len(spec.weight_decays) if spec.shared_data else 1
+    return [list(range(i, i + size)) for i in range(0, len(rows), size)]
+
+
+def split_batches(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:
+    """Batches of model indices that fit the device: whole :func:`blocks`, in table order.
+
+    At most ``spec.max_models_per_batch`` models each, and at most half the free device
+    memory by :func:`model_bytes` (the rest is XLA's working room).
+    """
+    budget = 0.5 * _free_memory()
+    limit = spec.max_models_per_batch or len(rows)
+    tile = spec.batch_tile or model.default_batch_tile(spec.batch_size, jax.default_backend())
+    batches, current, used = [], [], 0.0
+    for block in blocks(spec, rows):
+        cost = sum(model_bytes(spec.n, rows[i]["m"], tile) for i in block) + stream_bytes(spec.n, spec.batch_size)
+        if cost > budget:
+            raise ConfigError(
+                "batch_size",
+                spec.batch_size,
+                f"{len(block)} models of width {rows[block[0]]['m']} do not fit in "
+                f"{budget / 2**30:.1f} GiB; lower batch_size or n",
+            )
+        if current and (len(current) + len(block) > limit or used + cost > budget):
+            batches.append(current)
+            current, used = [], 0.0
+        current += block
+        used += cost
+    return [*batches, current]
+
+
+def model_bytes(n: int, m: int, batch_tile: int) -> float:
+    """Device bytes one model needs: W, b and two Adam moments twice over (donation and
+    update), gradients, and six [tile, n] float32 temporaries of the fused step."""
+    return 4.0 * (6 * (n * m + n) + 2 * n * m + 6 * batch_tile * n)
+
+
+def stream_bytes(n: int, batch_size: int) -> float:
+    """Device bytes of one data stream's batch: the random bits and the features."""
+    return 8.0 * batch_size * n
+
+
+def _free_memory() -> float:
+    device = jax.local_devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 16.0 * 2**30

@@ -1,0 +1,161 @@
+"""Model variants (supjax.variants) and the program's switches: stream loop, precision, fused gradient."""
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from supjax import ConfigError, SweepSpec, analysis, load_run, run_sweep
+from supjax.cli import main
+
+
+@pytest.fixture
+def spec():
+    return SweepSpec(
+        n=48,
+        batch_size=128,
+        widths=(6,),
+        weight_decays=(-1.0, 0.1),
+        alphas=(0.5, 1.0),
+        steps=600,
+        warmup_steps=60,
+        lr=0.02,
+        progress=False,
+    )
+
+
+def bias_only_loss(spec: SweepSpec) -> np.ndarray:
+    """The best loss that ignores x, per distribution: y_i = p_i costs Var(x_i) = 4p/3 - p^2."""
+    return {k: float(np.sum(4 * p / 3 - p**2)) for k, p in spec.feature_probabilities.items()}
+
+
+@pytest.mark.parametrize("name", ["untied", "hidden_relu", "linear"])
+def test_every_variant_trains_below_the_loss_that_ignores_x(spec, name):
+    # A small decay lets each model choose what to represent; growth (gamma < 0) forces every
+    # row to unit norm, which a linear model, with no ReLU to filter interference, pays for.
+    spec = spec.replace(weight_decays=(0.1,))
+    run = run_sweep(spec.replace(model=name))
+    assert np.all(np.isfinite(run.losses))
+    floor = bias_only_loss(spec)
+    for row, loss in zip(run.models, run.final_loss(), strict=True):
+        key = f"{row['distribution']}@{row['activation_density']!r}"
+        assert loss < 0.85 * floor[key], (name, row, loss, floor[key])
+    assert set(run.params[6]) >= {"W", "b", "index"}
+    if name == "untied":
+        assert run.params[6]["W_decoder"].shape == (spec.num_models, spec.n, 6)
+
+
+def test_the_tied_models_autodiff_path_equals_its_fused_gradient(spec):
+    fused = run_sweep(spec)
+    autodiff = run_sweep(spec.replace(fused_gradient=False))
+    np.testing.assert_allclose(autodiff.final_loss(), fused.final_loss(), rtol=1e-3)
+    np.testing.assert_allclose(autodiff.losses[:, :5], fused.losses[:, :5], rtol=1e-5)  # same init, same data
+
+
+@pytest.mark.parametrize("tile", [None, 32], ids=["one-tile", "four-tiles"])
+def test_both_stream_loops_agree_and_compile_once(spec, tile, compile_log):
+    # Two data streams per width (two alphas) and, with tile 32, four batch tiles a step.
+    spec = spec.replace(batch_tile=tile or spec.batch_size, steps=200, warmup_steps=20, n=40 + (tile or 0) // 8)
+    runs = {}
+    for loop in ("map", "vmap"):
+        with compile_log:
+            runs[loop] = run_sweep(spec.replace(stream_loop=loop))
+        assert compile_log.count("train_chunk") >= 1
+        with compile_log:  # other traced values: no new program
+            run_sweep(spec.replace(stream_loop=loop, weight_decays=(-0.5, 1.0), alphas=(0.7, 1.3), seeds=(3,)))
+        assert compile_log.count("train_chunk") == compile_log.count("init_states") == 0
+    np.testing.assert_allclose(runs["vmap"].final_loss(), runs["map"].final_loss(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["tensorfloat32", "bfloat16"])
+def test_reduced_precisions_run(spec, precision):
+    run = run_sweep(spec.replace(precision=precision, steps=200, warmup_steps=20))
+    assert np.all(np.isfinite(run.losses)) and np.all(run.losses[:, -1] < run.losses[:, 0])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("model", "convolutional"), ("model", "nowhere.at_all:Model"), ("precision", "float16"), ("stream_loop", "scan")],
+)
+def test_a_bad_switch_is_one_config_error_naming_its_field(spec, field, value, tmp_path, capsys):
+    with pytest.raises(ConfigError) as err:
+        spec.replace(**{field: value})
+    assert err.value.field == field and "\n" not in str(err.value)
+    config = tmp_path / "c.toml"
+    config.write_text(f'n = 48\nwidths = [4]\n{field} = "{value}"\n')
+    assert main(["sweep", str(config), "--out", str(tmp_path / "out")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and field in line and value in line
+
+
+def test_variant_rules_are_config_errors(spec):
+    with pytest.raises(ConfigError, match="tied"):
+        spec.replace(model="untied", loss="cross_entropy")
+    with pytest.raises(ConfigError, match="sparse"):
+        spec.replace(model="linear", sparse_products=True)
+    with pytest.raises(ConfigError, match="sparse"):
+        spec.replace(fused_gradient=False, sparse_products=True)
+
+
+MODULE = """
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class Gated(nnx.Module):
+    def __init__(self, n, m, *, rngs):
+        self.W = nnx.Param(jax.random.normal(rngs.params(), (n, m)) / m**0.5)
+        self.b = nnx.Param(jnp.zeros(n))
+        self.gate = nnx.Param(jnp.ones(n))
+
+    def __call__(self, x):
+        return jax.nn.relu(self.gate * (x @ self.W @ self.W.T) + self.b)
+
+
+class Narrow(nnx.Module):
+    def __init__(self, n, m, *, rngs):
+        self.V = nnx.Param(jnp.zeros((n, m)))
+
+    def __call__(self, x):
+        return x
+"""
+
+
+def test_a_users_nnx_module_trains_in_a_sweep_and_is_analysed(spec, tmp_path, monkeypatch):
+    (tmp_path / "my_toys.py").write_text(textwrap.dedent(MODULE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = spec.replace(weight_decays=(0.1,))
+    run = run_sweep(spec.replace(model="my_toys:Gated"), out=tmp_path / "run")
+    floor = bias_only_loss(spec)
+    assert np.all(run.final_loss() < 0.85 * min(floor.values()))
+    assert set(run.params[6]) == {"W", "b", "gate", "index"}
+    summary, _ = analysis.analyze(tmp_path / "run")
+    assert summary.represented_fraction.between(0, 1).all() and summary.mean_squared_overlap.gt(0).all()
+    with pytest.raises(ConfigError, match="parameter W of shape"):
+        spec.replace(model="my_toys:Narrow")
+    with pytest.raises(ConfigError, match="has no Missing"):
+        spec.replace(model="my_toys:Missing")
+
+
+def test_untied_runs_resume_bitwise_and_report_decoder_rows(spec, tmp_path):
+    import shutil
+
+    spec = spec.replace(model="untied", steps=1200, warmup_steps=100, checkpoint_every=400, max_to_keep=5)
+    whole = run_sweep(spec, out=tmp_path / "whole")
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "whole", cut)
+    for name in ("1200", "800"):  # back to the checkpoint at step 400, as if killed there
+        shutil.rmtree(cut / "checkpoints" / "batch-000" / name)
+    (cut / "losses.npy").unlink()
+    resumed = run_sweep(spec, out=cut, resume=True)
+    np.testing.assert_array_equal(resumed.losses, whole.losses)
+    for key in ("W", "W_decoder", "b"):
+        np.testing.assert_array_equal(load_run(cut).params[6][key], whole.params[6][key])
+    summary, _ = analysis.analyze(cut)
+    assert {"decoder_represented_fraction", "decoder_mean_squared_overlap", "encoder_decoder_alignment"} <= set(
+        summary.columns
+    )
+    assert summary.encoder_decoder_alignment.between(-1, 1).all()
+    # From independent inits, a small decay aligns the encoder and decoder rows of the features it keeps.
+    assert summary[summary.weight_decay > 0].encoder_decoder_alignment.min() > 0.5
