@@ -1,23 +1,25 @@
 """The paper's decisive cells at the paper's own settings, one data exponent a piece (Figs. 3, 5, 6 at n = 1000).
 
-    python experiments/papercells.py [--piece 1.0] [--scale paper] [--out runs/papercells-paper]
+    python experiments/papercells.py [--alpha 1.0] [--seed 0] [--scale paper] [--out runs/papercells-paper]
 
 exp-10's settings exactly (n = 1000, batch 2048, 20000 steps, the six paper widths) for only the cells
 that decide the paper-scale claims: alpha in {1, 1.5, 2}, gamma in {-1, 1/9}, 3 seeds (108 models,
-``experiments/papercells_<scale>.toml``). Each piece is one alpha, trained into ``<out>/alpha-A``
-(36 models, about 55 minutes on 2 CPU cores) and resumed from its checkpoints if interrupted, so the
-whole runs as background pieces that each fit in one sitting:
+``experiments/papercells_<scale>.toml``). Each piece is one (alpha, seed) cell, 12 models trained into
+``<out>/alpha-A/seed-S`` (20 to 40 minutes on 2 CPU cores) and resumed from its checkpoints if
+interrupted, so the whole runs as background pieces that each fit in one sitting:
 
-    nohup python experiments/papercells.py --piece 1.0 --quiet > runs/papercells-1.0.log 2>&1 &
+    nohup python experiments/papercells.py --alpha 1.0 --seed 0 --quiet > runs/papercells-1.0-0.log 2>&1 &
 
-Without ``--piece`` every unfinished piece is trained in turn; once all are done the pieces are
-analysed together into ``figures/fig3_papercells``, ``fig5_`` and ``fig6_`` (PNG and PDF) and
+``--alpha`` and ``--seed`` select pieces (default: all); the selected pieces that are not yet finished
+are trained in turn. Once every piece of the scale is done, a call without them analyses all pieces
+together into ``figures/fig3_papercells``, ``fig5_`` and ``fig6_`` (PNG and PDF) and
 ``<out>/numbers.json``, which adds the seed-to-seed spread to grid.py's headline numbers.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import common  # first: puts the working tree's supjax on the path
 import grid
@@ -32,14 +34,21 @@ SCALES = ("smoke", "paper")
 
 def main(argv=None) -> dict | None:
     started = time.perf_counter()
-    args = common.parse_args(NAME, __doc__.splitlines()[0], argv, extra=_piece_option, scales=SCALES)
+    args = common.parse_args(NAME, __doc__.splitlines()[0], argv, extra=_piece_options, scales=SCALES)
     spec = common.load_spec(NAME, args)
-    pieces = spec.alphas if args.piece is None else (float(args.piece),)
-    if not set(pieces) <= set(spec.alphas):
-        raise SystemExit(f"--piece {args.piece}: not one of this scale's alphas {list(spec.alphas)}")
-    parts = [common.run_or_reuse(NAME, args.scale, spec.replace(alphas=(a,)), piece_dir(args.out, a)) for a in pieces]
-    if args.piece is not None:
-        print(f"{NAME}: piece alpha = {args.piece} done in {parts[0].out}")
+    alphas = spec.alphas if args.alpha is None else (args.alpha,)
+    seeds = spec.seeds if args.seed is None else (args.seed,)
+    if not (set(alphas) <= set(spec.alphas) and set(seeds) <= set(spec.seeds)):
+        raise SystemExit(
+            f"--alpha/--seed: this scale's pieces are alpha in {list(spec.alphas)}, seed in {list(spec.seeds)}"
+        )
+    parts = [
+        common.run_or_reuse(NAME, args.scale, spec.replace(alphas=(a,), seeds=(seed,)), piece_dir(args.out, a, seed))
+        for a in alphas
+        for seed in seeds
+    ]
+    if args.alpha is not None or args.seed is not None:
+        print(f"{NAME}: pieces alpha in {list(alphas)}, seed in {list(seeds)} done in {args.out}")
         return None
     exp = combine(parts, spec, args)
     numbers = headline_numbers(exp)
@@ -57,33 +66,34 @@ def main(argv=None) -> dict | None:
     return numbers
 
 
-def _piece_option(parser) -> None:
-    parser.add_argument("--piece", help="train only the models of this data exponent alpha (e.g. 1.0), then stop")
+def _piece_options(parser) -> None:
+    parser.add_argument("--alpha", type=float, help="train only the pieces of this data exponent (e.g. 1.0)")
+    parser.add_argument("--seed", type=int, help="train only the pieces of this seed")
 
 
-def piece_dir(out, alpha: float):
-    return out / f"alpha-{float(alpha)!r}"
+def piece_dir(out, alpha: float, seed: int):
+    return out / f"alpha-{float(alpha)!r}" / f"seed-{seed}"
 
 
+@dataclass
 class Cells(common.Experiment):
-    """The pieces as one experiment: tables concatenated; weights read from the piece of alpha = 1."""
+    """The pieces as one experiment: tables concatenated (each piece's rows index its own run, and
+    the first seed's come first); weights read from the first seed's piece at alpha = 1."""
+
+    per_seed: pd.DataFrame | None = None  # the exponent of every seed alone
 
     def run(self):
         from supjax import load_run
 
-        return load_run(piece_dir(self.out, grid.reference_alpha(self.summary)))
-
-    def all_exponents(self) -> pd.DataFrame:
-        """Every exponent row of the pieces, the per-seed fits included (``exponents`` keeps seed = all)."""
-        from supjax import analysis
-
-        pieces = sorted(self.summary.alpha.unique())
-        return pd.concat([analysis.load_results(piece_dir(self.out, a))[1] for a in pieces], ignore_index=True)
+        return load_run(piece_dir(self.out, grid.reference_alpha(self.summary), self.spec.seeds[0]))
 
 
 def combine(parts: list[common.Experiment], spec, args) -> Cells:
+    """One experiment of all pieces; exponents fitted again over the pieces' seeds together."""
+    from supjax import analysis
+
     summary = pd.concat([p.summary for p in parts], ignore_index=True)
-    exponents = pd.concat([p.exponents for p in parts], ignore_index=True)
+    exponents = analysis.fit_exponents(summary)
     timing = {
         "train_s": sum(p.timing.get("train_s", 0.0) for p in parts),
         "analyze_s": sum(p.timing.get("analyze_s", 0.0) for p in parts),
@@ -92,7 +102,9 @@ def combine(parts: list[common.Experiment], spec, args) -> Cells:
     }
     scale = "papercells" if args.scale == "paper" else f"papercells-{args.scale}"
     args.out.mkdir(parents=True, exist_ok=True)
-    return Cells(NAME, scale, spec, args.out, summary, exponents, timing)
+    every_seed = exponents.seed.astype(str) == "all"
+    per_seed = exponents[~every_seed].astype({"seed": int})
+    return Cells(NAME, scale, spec, args.out, summary, exponents[every_seed], timing, per_seed)
 
 
 def seed_spread(frame: pd.DataFrame, value: str, by: list[str]) -> dict:
@@ -108,8 +120,7 @@ def _key(k) -> str:
 def headline_numbers(exp) -> dict:
     """grid.py's numbers, and every quoted one again with its spread over seeds."""
     s, n = exp.summary.copy(), exp.spec.n
-    exponents = exp.all_exponents()
-    per_seed = exponents[exponents.seed.astype(str) != "all"].astype({"seed": int})
+    per_seed = exp.per_seed
     s["phi_half_over_m_by_n"] = s.represented_fraction / (s.m / n)
     s["overlap_times_m"] = s.mean_squared_overlap * s.m
     s["loss_over_unlearned"] = s.final_loss / s.unlearned_loss

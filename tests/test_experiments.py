@@ -153,3 +153,52 @@ def test_quick_configs_fit_the_cpu_budget(name):
     paper = SweepSpec.from_toml(EXPERIMENTS / f"{name}_paper.toml")
     assert set(spec.weight_decays) <= set(paper.weight_decays) | {-1.0, 1.0, 0.1}
     assert spec.lr == paper.lr and spec.lr_width_scaling == paper.lr_width_scaling
+
+
+def test_paper_cells_train_in_resumable_pieces_and_combine(tmp_path):
+    papercells = _script("papercells")
+    out, figures = tmp_path / "cells", tmp_path / "figures"
+    argv = ["--scale", "smoke", "--out", str(out), "--figures", str(figures), "--quiet"]
+    assert papercells.main([*argv, "--alpha", "1.0", "--seed", "0"]) is None  # one piece, no figures yet
+    assert (out / "alpha-1.0" / "seed-0" / "summary.csv").is_file() and not (out / "alpha-2.0").exists()
+    assert not figures.exists()
+    numbers = papercells.main(argv)  # the other pieces, then all of them together
+    for stem in ("fig3", "fig5", "fig6"):
+        _check_figure(figures, f"{stem}_papercells-smoke")
+    spread = numbers["model_exponent_per_seed"]
+    assert set(spread) == {"1|-1", "1|0.111111", "2|-1", "2|0.111111"}
+    assert all(count == 2 for _, _, count in spread.values())  # two seeds, one fit each
+    assert len(numbers["overlap_times_m"]) == 2 * 2 * 3 and numbers["by"].startswith("alpha|weight_decay|m")
+    from supjax import SweepSpec
+    from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS
+
+    cells = SweepSpec.from_toml(EXPERIMENTS / "papercells_paper.toml")
+    assert (cells.n, cells.batch_size, cells.steps, cells.warmup_steps, cells.lr) == (1000, 2048, 20000, 2000, 0.01)
+    assert cells.alphas == (1.0, 1.5, 2.0) and cells.seeds == (0, 1, 2) and cells.num_models == 108
+    assert cells.widths == PAPER_WIDTHS and set(cells.weight_decays) <= set(PAPER_WEIGHT_DECAYS)
+
+
+def test_the_authors_run_is_compared_measure_by_measure(tmp_path):
+    """The comparison of a supjax run with itself, posing as the authors' W, must agree to the digit."""
+    papercells, authors = _script("papercells"), _script("authors_exp10")
+    out = tmp_path / "cells"
+    papercells.main(["--scale", "smoke", "--out", str(out), "--alpha", "1.0", "--quiet", "--figures", str(tmp_path)])
+    from supjax import load_run
+
+    run = load_run(out / "alpha-1.0" / "seed-0")
+    strong = [r for r in run.models if r["weight_decay"] == -1.0]
+    data = tmp_path / "authors.npz"
+    per_step = np.repeat(run.losses[[r["index"] for r in strong]] / run.spec.n, run.spec.log_every, axis=1)
+    np.savez(data, losses=per_step, **{f"W_{r['m']}": run.weights(r["index"])[0] for r in strong})
+    table = authors.main(["compare", "--ours", str(out / "alpha-1.0"), "--data", str(data), "--figures", str(tmp_path)])
+    assert table["widths"] == [4, 6, 8] and table["supjax_seeds"] == [0, 1]
+    first = [authors.measures(run.weights(r["index"])[0][None], run.feature_probabilities(0)) for r in strong]
+    for k, m in enumerate(table["widths"]):
+        row = table["authors"][m]
+        assert row["final_loss"] == pytest.approx(run.final_loss()[strong[k]["index"]], rel=1e-5)
+        for key in ("phi_one", "overlap_all", "overlap_raw", "overlap_represented", "overlap_frequency_weighted"):
+            assert row[key] == pytest.approx(float(first[k][key][0]), rel=1e-6)
+        assert row["overlap_all_times_m"] == pytest.approx(m * row["overlap_all"])
+        assert set(table["supjax"][m]) == set(row) and table["supjax"][m]["phi_one"][1] >= 0
+    _check_figure(tmp_path, "exp10_vs_supjax_papercells")
+    assert json.loads((out / "alpha-1.0" / "exp10_comparison.json").read_text())["widths"] == [4, 6, 8]

@@ -216,3 +216,27 @@ def test_bad_shapes_are_rejected():
         metrics.overlap_statistics(np.ones((1, 4)))
     with pytest.raises(ValueError, match="block_size"):
         metrics.overlap_statistics(np.ones((4, 4)), block_size=0)
+
+
+def test_weighted_squared_overlap_from_the_frame_operator_equals_the_pairwise_mean():
+    rng = np.random.default_rng(4)
+    W = rng.normal(size=(3, 50, 6)).astype(np.float32)
+    W[0, 7] = 0.0  # a zero row has no direction: weight it or not, it adds no overlap
+    a = rng.random((3, 50)).astype(np.float32)
+    w = W / np.maximum(np.linalg.norm(W, axis=-1, keepdims=True), 1e-12)
+    off = ~np.eye(50, dtype=bool)
+    pairs = a[:, :, None] * a[:, None, :]
+    squared = np.einsum("kim,kjm->kij", w, w) ** 2
+    expected = (squared * pairs)[:, off].sum(1) / pairs[:, off].sum(1)
+    np.testing.assert_allclose(metrics.weighted_squared_overlap(W, a, block_size=7), expected, rtol=1e-5)
+    np.testing.assert_allclose(metrics.weighted_squared_overlap(W), metrics.mean_squared_overlap(W), rtol=1e-5)
+    raw = np.einsum("kim,kjm->kij", W, W) ** 2
+    np.testing.assert_allclose(metrics.weighted_squared_overlap(W, normalise=False), raw[:, off].mean(1), rtol=1e-5)
+    kept = (np.linalg.norm(W, axis=-1) > 2.4).astype(np.float32)  # represented rows only
+    expected = np.array(
+        [
+            squared[k][np.ix_(kept[k] > 0, kept[k] > 0)][off[: int(kept[k].sum()), : int(kept[k].sum())]].mean()
+            for k in range(3)
+        ]
+    )
+    np.testing.assert_allclose(metrics.weighted_squared_overlap(W, kept), expected, rtol=1e-5)
