@@ -4,11 +4,24 @@ The training side (``run_sweep``) loads on first use, so ``import supjax.metrics
 ``supjax.load_results`` never pull in the trainer.
 """
 
-from supjax.config import ConfigError, SweepSpec
+from supjax.config import SweepSpec
+from supjax.errors import CheckpointError, ConfigError, RunDirError, SupjaxError, WeightFileError
 from supjax.results import Run, load_run
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "Run", "SweepSpec", "analyze", "load_results", "load_run", "run_sweep"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "Run",
+    "RunDirError",
+    "SupjaxError",
+    "SweepSpec",
+    "WeightFileError",
+    "analyze",
+    "load_results",
+    "load_run",
+    "run_sweep",
+]
 
 
 def __getattr__(name):

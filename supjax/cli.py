@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from supjax.config import ConfigError, SweepSpec
+from supjax.errors import SupjaxError
 
 # The embedded demo: both regimes, six widths, two data exponents; under two minutes on 2 CPU cores.
 DEMO = SweepSpec(
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             return _bench(args)
         if args.command == "demo":
             return _demo(args.out or time.strftime("supjax-demo-%Y%m%d-%H%M%S"), args.quiet)
-    except ConfigError as err:
+    except SupjaxError as err:
         print(f"supjax: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

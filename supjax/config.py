@@ -23,18 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supjax.errors import ConfigError
+
 PAPER_WIDTHS = (10, 15, 25, 39, 63, 100)
 PAPER_WEIGHT_DECAYS = tuple(-1.0 + 2.0 * i / 9 for i in range(10))
-
-
-class ConfigError(ValueError):
-    """A bad sweep setting. ``str(err)`` is one line naming field, value and fix."""
-
-    def __init__(self, field_name: str, value: Any, fix: str):
-        self.field = field_name
-        self.value = value
-        self.fix = fix
-        super().__init__(f"config field '{field_name}' = {value!r}: {fix}")
 
 
 # Fields that change results: two runs agreeing on these (and on the batches, kept in a

@@ -1,0 +1,58 @@
+"""What supjax says when the input is wrong: one line, naming the thing and the fix.
+
+Every error a user can cause is a :class:`SupjaxError`; the CLI prints ``str(err)`` after
+``supjax: error:`` and exits 2. Each kind names what it is about in its own words:
+
+* :class:`ConfigError`: a sweep setting (a config field, a CLI option standing for one);
+* :class:`RunDirError`: a run directory (missing, unfinished, damaged, in use);
+* :class:`CheckpointError`: a checkpoint that cannot be written or read;
+* :class:`WeightFileError`: a weight file (safetensors, npy, a hub cache entry).
+
+This module imports nothing, so every layer may raise these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class SupjaxError(Exception):
+    """Bad input, said in one line: ``str(err)`` names the thing, what is wrong, and the fix."""
+
+
+class ConfigError(SupjaxError, ValueError):
+    """A bad sweep setting. ``str(err)`` is one line naming field, value and fix."""
+
+    def __init__(self, field_name: str, value: Any, fix: str):
+        self.field = field_name
+        self.value = value
+        self.fix = fix
+        super().__init__(f"config field '{field_name}' = {value!r}: {fix}")
+
+
+class _PathError(SupjaxError):
+    kind = "path"
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.kind} {self.path}: {problem}")
+
+
+class RunDirError(_PathError):
+    """A run directory that is missing, unfinished, damaged or in use: path, problem, fix."""
+
+    kind = "run directory"
+
+
+class CheckpointError(_PathError):
+    """A checkpoint that cannot be written or read: its path, why, and the fix."""
+
+    kind = "checkpoint"
+
+
+class WeightFileError(_PathError):
+    """A weight file that is missing, damaged or not what was asked for: path, problem, fix."""
+
+    kind = "weight file"
