@@ -111,8 +111,8 @@ def prepare_run_dir(path: str | Path) -> Path:
 def start_run_dir(path: str | Path, spec: SweepSpec, rows: list[dict], batches: list[list[int]]) -> None:
     """Create the run directory with what a resume needs: the config and the batch layout."""
     path = prepare_run_dir(path)
-    _write_atomic(path / "config.toml", to_toml(spec.to_dict()))
-    _write_atomic(path / "batches.json", json.dumps(batches) + "\n")
+    write_atomic(path / "config.toml", to_toml(spec.to_dict()))
+    write_atomic(path / "batches.json", json.dumps(batches) + "\n")
     _write_models(path, rows)
 
 
@@ -142,11 +142,11 @@ def resume_layout(path: str | Path, spec: SweepSpec) -> tuple[SweepSpec, list[li
 def save_run(run: Run, path: str | Path) -> None:
     """Write the tables of a finished ``run`` into its directory (parameters are in its checkpoints)."""
     path = Path(path)
-    _write_atomic(path / "config.toml", to_toml(run.spec.to_dict()))
+    write_atomic(path / "config.toml", to_toml(run.spec.to_dict()))
     _write_models(path, run.models)
     _save_atomic(path / "losses.npy", lambda f: np.save(f, run.losses))
     _save_atomic(path / "probabilities.npz", lambda f: np.savez(f, **run.probabilities))
-    _write_atomic(path / "run.json", json.dumps(run.info, indent=2) + "\n")
+    write_atomic(path / "run.json", json.dumps(run.info, indent=2) + "\n")
 
 
 def _write_models(path: Path, rows: list[dict]) -> None:
@@ -234,5 +234,6 @@ def _save_atomic(path: Path, write, mode: str = "wb") -> None:
     os.replace(tmp, path)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` into ``path`` through a temporary file, so a reader never sees half of it."""
     _save_atomic(path, lambda f: f.write(text), mode="w")
