@@ -11,7 +11,9 @@ truncated file) is skipped with a warning and the one before it is used.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from supjax.config import ConfigError
+from supjax.errors import CheckpointError
 
 for _name in ("absl", "orbax"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -36,14 +38,51 @@ def manager(directory: str | Path, max_to_keep: int | None = 2) -> ocp.Checkpoin
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state) -> None:
-    """Save ``state`` (any pytree of arrays) as ``step``; one clear line if the disk refuses."""
+    """Save ``state`` (any pytree of arrays) as ``step``.
+
+    If the disk refuses (full, read-only), the partial checkpoint is removed, the previous
+    ones stay intact and readable, and :class:`CheckpointError` says how much space this
+    checkpoint needs and how much is free.
+    """
     try:
-        mgr.save(step, args=ocp.args.StandardSave(state), force=True)
-        mgr.wait_until_finished()
+        with _quiet("absl", "orbax"):  # orbax logs the failure's traceback before raising it
+            mgr.save(step, args=ocp.args.StandardSave(state), force=True)
+            mgr.wait_until_finished()
     except (OSError, ValueError, RuntimeError) as err:
-        raise ConfigError(
-            "checkpoint", str(mgr.directory), f"could not be written ({_reason(err)}); free disk space or pick --out"
+        for partial in Path(mgr.directory).glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        free = shutil.disk_usage(mgr.directory).free
+        raise CheckpointError(
+            mgr.directory,
+            f"step {step} could not be written ({_reason(err)}); it needs about {_size(tree_bytes(state))} "
+            f"and {_size(free)} are free there; free space, then continue with --resume",
         ) from None
+
+
+def tree_bytes(tree) -> int:
+    """Bytes of the arrays of a pytree (what a checkpoint of it holds, before compression)."""
+    return int(sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(tree)))
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return ""
+
+
+@contextlib.contextmanager
+def _quiet(*names: str):
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def restore_latest(mgr: ocp.CheckpointManager, target=None, set_aside: bool = True) -> tuple[int, object] | None:
@@ -85,5 +124,8 @@ def _restore_numpy(item: Path):
 
 
 def _reason(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:200]
+    text = str(err)
+    if "No space left on device" in text or "os_error_code='28'" in text:
+        return "no space left on device"
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:200]

@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", help="run directory (default: supjax-demo-<time>)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    status = commands.add_parser("status", help="where a run stands: batches, steps, lock, rate, ETA, divergences")
+    status.add_argument("run", help="run directory (running or stopped)")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+
     analyze = commands.add_parser("analyze", help="write summary.csv and exponents.csv of a run")
     analyze.add_argument("run", help="run directory")
 
@@ -69,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             spec = SweepSpec.from_toml(args.config, args.set)
             _initialize_distributed(args)
             return _sweep(spec, args.out, args.quiet, args.resume)
+        if args.command == "status":
+            return _status(args.run, args.json)
         if args.command == "analyze":
             return _analyze(args.run)
         if args.command == "plot":
@@ -115,12 +121,26 @@ def _initialize_distributed(args) -> None:
 
 
 def _sweep(spec: SweepSpec, out: str, quiet: bool, resume: bool) -> int:
-    from supjax.sweep import run_sweep
+    from supjax.sweep import Interrupted, run_sweep
 
     if quiet:
         spec = spec.replace(progress=False)
-    run = run_sweep(spec, out=out, resume=resume)
+    try:
+        run = run_sweep(spec, out=out, resume=resume)
+    except Interrupted as stopped:
+        print(f"supjax: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     print(f"supjax: trained {spec.num_models} models x {spec.steps} steps in {run.info['seconds']:.1f} s; wrote {out}")
+    return 0
+
+
+def _status(run: str, as_json: bool) -> int:
+    import json
+
+    from supjax import status
+
+    state = status.run_status(run)
+    print(json.dumps(state, indent=1) if as_json else status.format_status(state))
     return 0
 
 

@@ -7,10 +7,19 @@
    checkpoint, runs the compiled chunks of :mod:`supjax.program` until the last step and
    saves a checkpoint every ``checkpoint_every`` steps;
 3. the run's tables, written into ``out`` (:mod:`supjax.results`).
+
+Around it: the run directory's lock (:mod:`supjax.lock`), signals (SIGTERM and SIGINT stop
+after the chunk in flight, checkpointed), and ``RUN/progress.json`` at every chunk end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -18,12 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from supjax import checkpoint, layout, model, program, results
+from supjax import checkpoint, layout, lock, model, program, results
 from supjax.config import ConfigError, SweepSpec
+from supjax.errors import RunDirError
 
-# Aim for about this much dense work per compiled chunk: seconds on a CPU, tens of ms on
-# a GPU; chunk boundaries are where the progress bar moves and results come back.
+# Aim for about this much dense work per compiled chunk, and at most this many steps (small
+# models run far below the flop rate): seconds on a CPU, less on a GPU. Chunk ends are where
+# the progress bar moves, results come back and a signal is answered.
 _CHUNK_FLOPS = 5e11
+_CHUNK_STEPS = 1000
 
 
 def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = False) -> results.Run:
@@ -34,7 +46,10 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
     ``losses: [models, steps // log_every]`` (window means of n x MSE, NaN after a
     divergence) and final parameters. With ``out``, every batch of models checkpoints
     into ``out/checkpoints``; ``resume=True`` continues an interrupted run there and
-    gives the same numbers as an uninterrupted one. Example:
+    gives the same numbers as an uninterrupted one. One process writes a run directory
+    at a time (see :mod:`supjax.lock`). SIGTERM or SIGINT stops the sweep after the chunk
+    in flight, checkpointed, with :class:`Interrupted`; a second signal exits at once.
+    Example:
 
         >>> run = run_sweep(SweepSpec(n=100, widths=(8,), weight_decays=(-1.0, 1.0), steps=200,
         ...                           warmup_steps=20, batch_size=256, progress=False))
@@ -43,6 +58,81 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
     """
     spec = spec.validate()
     primary = jax.process_index() == 0
+    writer = out is not None and primary
+    with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(_StopOnSignal())
+        if writer and not resume:
+            lock.refuse_if_held(out)  # before any other reason to refuse the directory
+        spec, rows, batches = _open_run(spec, out, resume, primary)
+        if writer:
+            stack.enter_context(lock.hold(out))
+        losses = np.full((len(rows), spec.num_logs), np.nan, np.float32)
+        states = []
+        report = stack.enter_context(_Report(spec, batches, out if writer else None))
+        for k, indices in enumerate(batches):
+            the_layout = layout.plan(spec, indices, jax.device_count())
+            manager = checkpoint.manager(checkpoint.batch_directory(out, k), spec.max_to_keep) if out else None
+            report.start_batch(k, the_layout)
+            try:
+                batch_losses, batch_states = train_batch(the_layout, manager, report, stop)
+            except Interrupted as stopped:
+                raise Interrupted(stopped.signum, stopped.step, spec.steps, k, len(batches), out) from None
+            for group, state in zip(the_layout.groups, batch_states, strict=True):
+                real = group.model_index >= 0
+                losses[group.model_index[real]] = batch_losses[group.local_index[real]]
+                states.append((group, state))
+        run = _assemble(spec, rows, losses, states, report.seconds())
+        if writer:
+            _save_results(run, out)
+        _sync_hosts("supjax: run saved")
+    return run
+
+
+class Interrupted(Exception):
+    """A sweep stopped by a signal after checkpointing the chunk in flight.
+
+    ``str(err)`` is the one line to print; ``exit_code`` is 128 + the signal (143 for
+    SIGTERM, 130 for SIGINT).
+    """
+
+    def __init__(self, signum: int, step: int, steps: int, batch: int, batches: int, out):
+        self.signum, self.step, self.steps = signum, step, steps
+        self.batch, self.batches, self.out = batch, batches, out
+        self.exit_code = 128 + signum
+        where = f"step {step} of {steps}" + (f" (batch {batch + 1} of {batches})" if batches > 1 else "")
+        if out is None:
+            then = "no run directory was given, so nothing was saved"
+        else:
+            then = f"continue with: supjax sweep {Path(out) / 'config.toml'} --out {out} --resume"
+        super().__init__(f"interrupted at {where}; {then}")
+
+
+class _StopOnSignal:
+    """SIGTERM and SIGINT (main thread only) ask the driver to stop after the chunk in flight,
+    which :func:`train_batch` checkpoints; a second signal exits at once."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            os._exit(128 + signum)
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _open_run(spec: SweepSpec, out, resume: bool, primary: bool) -> tuple[SweepSpec, list[dict], list[list[int]]]:
+    """(spec, model table, batches): resolved and, for a new run directory, written."""
     if out is not None and not primary:
         _sync_hosts("supjax: run directory ready")  # process 0 writes it; every host trains its batches
     if out is not None and (resume or not primary):
@@ -56,29 +146,20 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
             results.start_run_dir(out, spec, rows, batches)
     if out is not None and primary:
         _sync_hosts("supjax: run directory ready")
-    losses = np.full((len(rows), spec.num_logs), np.nan, np.float32)
-    states = []
-    progress = _progress(spec.replace(progress=spec.progress and primary), len(rows) * spec.steps)
-    started = time.perf_counter()
-    for k, indices in enumerate(batches):
-        the_layout = layout.plan(spec, indices, jax.device_count())
-        manager = checkpoint.manager(checkpoint.batch_directory(out, k), spec.max_to_keep) if out else None
-        batch_losses, batch_states = train_batch(the_layout, manager, progress)
-        for group, state in zip(the_layout.groups, batch_states, strict=True):
-            real = group.model_index >= 0
-            losses[group.model_index[real]] = batch_losses[group.local_index[real]]
-            states.append((group, state))
-    progress.close()
-    run = _assemble(spec, rows, losses, states, time.perf_counter() - started)
-    if out is not None and primary:
-        try:
-            results.save_run(run, out)
-        except OSError as err:
-            raise ConfigError(
-                "--out", str(out), f"could not write the results ({err.strerror}); free space, then rerun with --resume"
-            ) from None
-    _sync_hosts("supjax: run saved")
-    return run
+    return spec, rows, batches
+
+
+def _save_results(run: results.Run, out) -> None:
+    try:
+        results.save_run(run, out)
+    except OSError as err:
+        needed = run.losses.nbytes + sum(p.nbytes for p in run.probabilities.values()) + 200 * len(run.models)
+        free = shutil.disk_usage(out).free
+        raise RunDirError(
+            out,
+            f"could not write the results ({err.strerror or err}); they need about {needed / 1e6:.1f} MB "
+            f"and {free / 1e6:.1f} MB are free; free space, then rerun with --resume",
+        ) from None
 
 
 def resolve_driving(spec: SweepSpec) -> SweepSpec:
@@ -91,20 +172,22 @@ def resolve_driving(spec: SweepSpec) -> SweepSpec:
     )
 
 
-def train_batch(the_layout: layout.Layout, manager=None, progress=None) -> tuple[np.ndarray, tuple]:
+def train_batch(the_layout: layout.Layout, manager=None, report=None, stop=None) -> tuple[np.ndarray, tuple]:
     """Train the models of ``the_layout`` to the last step; return (losses, final states).
 
     ``losses: [len(the_layout.rows), steps // log_every]`` in the layout's row order; the
     states are host copies, one TrainState per width group. With an orbax ``manager`` the
     batch starts from its newest readable checkpoint and saves one every
-    ``spec.checkpoint_every`` steps and at the end.
+    ``spec.checkpoint_every`` steps and at the end. ``report`` (a :class:`_Report`) hears of
+    every chunk; when ``stop`` has caught a signal, the batch checkpoints the step it reached
+    and raises :class:`Interrupted`.
     """
     spec, static, devices = the_layout.spec, the_layout.static, the_layout.devices
     hypers = _put(tuple(g.hyper for g in the_layout.groups), devices, sharded=True)
     streams = _put(the_layout.streams, devices, sharded=False)
     states = program.init_states(static, _put(tuple(g.init_keys for g in the_layout.groups), devices, True), hypers)
     losses = np.zeros((len(the_layout.rows), spec.num_logs), np.float32)
-    done = 0
+    done = saved_at = 0
     saved = {"index": tuple(g.model_index for g in the_layout.groups), "key_data": the_layout.streams.keys}
     if manager is not None:
         # Restored on the host, so a run may resume on another number of devices.
@@ -115,25 +198,38 @@ def train_batch(the_layout: layout.Layout, manager=None, progress=None) -> tuple
                 raise ConfigError("--resume", str(manager.directory), "its data keys differ from this config's")
             states = _put(layout.relayout(the_layout, state, states), devices, sharded=True)
             losses, done = np.asarray(state["losses"]), int(step) // spec.log_every
-    if progress is not None:
-        progress.update(done * spec.log_every * len(the_layout.rows))
+            saved_at = int(step)
+    if report is not None:
+        report.chunk(done * spec.log_every, saved_at, losses[:, :done], restored=True)
     chunk = _chunk_windows(the_layout)
     every = checkpoint_interval(spec) // spec.log_every
     while done < spec.num_logs:
+        if stop is not None and stop.signum is not None:
+            raise Interrupted(stop.signum, done * spec.log_every, spec.steps, 0, 1, None)
         windows = min(chunk, spec.num_logs - done, every - done % every)
         first = jnp.int32(done * spec.log_every)
         states, logs = program.train_chunk(static, states, hypers, streams, first, num_windows=windows)
-        for group, log in zip(the_layout.groups, _to_host(logs), strict=True):
+        for group, log in zip(the_layout.groups, _to_host(_ready(logs)), strict=True):
             real = group.local_index >= 0
             losses[group.local_index[real], done : done + windows] = np.asarray(log).reshape(windows, -1).T[real]
         done += windows
-        if progress is not None:
-            progress.update(windows * spec.log_every * len(the_layout.rows))
-        if manager is not None and (done % every == 0 or done == spec.num_logs):
-            step = done * spec.log_every
+        stopping = stop is not None and stop.signum is not None
+        if manager is not None and (done % every == 0 or done == spec.num_logs or stopping):
+            saved_at = done * spec.log_every
             by_name = tuple(state._asdict() for state in states)
-            checkpoint.save(manager, step, {**saved, "states": by_name, "losses": losses, "step": step})
+            checkpoint.save(manager, saved_at, {**saved, "states": by_name, "losses": losses, "step": saved_at})
+        if report is not None:
+            report.chunk(done * spec.log_every, saved_at, losses[:, :done])
     return losses, _to_host(states)
+
+
+def _ready(tree):
+    """``tree`` once computed, waiting in short sleeps so that a second signal is handled
+    at once (a blocking wait would hold the signal until the chunk ends)."""
+    leaves = jax.tree.leaves(tree)
+    while not all(leaf.is_ready() for leaf in leaves):
+        time.sleep(0.01)
+    return tree
 
 
 def checkpoint_interval(spec: SweepSpec) -> int:
@@ -147,7 +243,7 @@ def _chunk_windows(the_layout: layout.Layout) -> int:
     spec = the_layout.spec
     if spec.chunk_steps is not None:
         return min(spec.num_logs, max(1, spec.chunk_steps // spec.log_every))
-    windows = _CHUNK_FLOPS / (the_layout.flops_per_step * spec.log_every)
+    windows = min(_CHUNK_FLOPS / the_layout.flops_per_step, _CHUNK_STEPS) / spec.log_every
     return int(min(spec.num_logs, max(1, round(windows))))
 
 
@@ -212,14 +308,68 @@ def _sync_hosts(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def _progress(spec: SweepSpec, total: int):
-    from tqdm.auto import tqdm
+class _Report:
+    """Where a sweep stands, at every chunk end: the progress bar (model-steps/s, ETA) and,
+    with a run directory, ``RUN/progress.json``, which ``supjax status`` reads."""
 
-    return tqdm(
-        total=total,
-        unit="model-step",
-        unit_scale=True,
-        disable=not spec.progress,
-        desc=f"supjax: {spec.num_models} models",
-        smoothing=0.1,
-    )
+    def __init__(self, spec: SweepSpec, batches: list[list[int]], out):
+        from tqdm.auto import tqdm
+
+        self.spec, self.batches, self.out = spec, batches, out
+        self.total = spec.steps * sum(len(b) for b in batches)
+        self.bar = tqdm(
+            total=self.total,
+            unit="model-step",
+            unit_scale=True,
+            disable=not (spec.progress and jax.process_index() == 0),
+            desc=f"supjax: {spec.num_models} models",
+            smoothing=0.1,
+        )
+        self.started, self.clock = time.time(), time.perf_counter()
+        self.done_before = 0  # model-steps of the batches before this one
+        self.trained = 0  # model-steps this process trained (restored ones excluded): the rate
+        self.diverged: set[int] = set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.clock
+
+    def start_batch(self, batch: int, the_layout: layout.Layout) -> None:
+        if batch > 0:
+            self.done_before += self.models * self.spec.steps
+        self.batch, self.rows, self.models, self.step = batch, the_layout.rows, len(the_layout.rows), 0
+
+    def chunk(self, step: int, checkpointed: int, losses: np.ndarray, restored: bool = False) -> None:
+        """The batch reached ``step`` (``losses``: its logged windows so far)."""
+        new = (step - self.step) * self.models
+        self.bar.update(new)
+        self.trained += 0 if restored else new
+        self.step = step
+        if losses.shape[1]:
+            self.diverged |= {row["index"] for row, nan in zip(self.rows, np.isnan(losses[:, -1]), strict=True) if nan}
+        if self.out is None:
+            return
+        state = {
+            "pid": os.getpid(),
+            "batch": self.batch,
+            "batches": len(self.batches),
+            "models_in_batch": self.models,
+            "step": step,
+            "steps": self.spec.steps,
+            "checkpointed": checkpointed,
+            "model_steps_done": self.done_before + step * self.models,
+            "model_steps_total": self.total,
+            "model_steps_trained": self.trained,
+            "started": self.started,
+            "updated": time.time(),
+            "diverged": sorted(self.diverged),
+        }
+        try:
+            results.write_atomic(Path(self.out) / "progress.json", json.dumps(state) + "\n")
+        except OSError:
+            pass  # advisory; a full disk is reported by the checkpoint that follows
