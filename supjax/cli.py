@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from supjax.config import ConfigError, SweepSpec
-from supjax.errors import SupjaxError
+from supjax.errors import Interrupted, SupjaxError
 
 # The embedded demo: both regimes, six widths, two data exponents; under two minutes on 2 CPU cores.
 DEMO = SweepSpec(
@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except Interrupted as stopped:  # a sweep stopped by a signal, checkpointed
+        print(f"supjax: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except KeyboardInterrupt:
         print("supjax: interrupted", file=sys.stderr)
         return 130
@@ -121,15 +124,11 @@ def _initialize_distributed(args) -> None:
 
 
 def _sweep(spec: SweepSpec, out: str, quiet: bool, resume: bool) -> int:
-    from supjax.sweep import Interrupted, run_sweep
+    from supjax.sweep import run_sweep
 
     if quiet:
         spec = spec.replace(progress=False)
-    try:
-        run = run_sweep(spec, out=out, resume=resume)
-    except Interrupted as stopped:
-        print(f"supjax: {stopped}", file=sys.stderr)
-        return stopped.exit_code
+    run = run_sweep(spec, out=out, resume=resume)
     print(f"supjax: trained {spec.num_models} models x {spec.steps} steps in {run.info['seconds']:.1f} s; wrote {out}")
     return 0
 

@@ -8,6 +8,9 @@ Every error a user can cause is a :class:`SupjaxError`; the CLI prints ``str(err
 * :class:`CheckpointError`: a checkpoint that cannot be written or read;
 * :class:`WeightFileError`: a weight file (safetensors, npy, a hub cache entry).
 
+:class:`Interrupted` is not an error but a stop the user asked for (SIGTERM, SIGINT): the
+CLI prints it as one line too and exits 128 + the signal.
+
 This module imports nothing, so every layer may raise these.
 """
 
@@ -56,3 +59,22 @@ class WeightFileError(_PathError):
     """A weight file that is missing, damaged or not what was asked for: path, problem, fix."""
 
     kind = "weight file"
+
+
+class Interrupted(Exception):
+    """A sweep stopped by a signal after checkpointing the chunk in flight.
+
+    ``str(err)`` is the one line to print; ``exit_code`` is 128 + the signal (143 for
+    SIGTERM, 130 for SIGINT).
+    """
+
+    def __init__(self, signum: int, step: int, steps: int, batch: int, batches: int, out):
+        self.signum, self.step, self.steps = signum, step, steps
+        self.batch, self.batches, self.out = batch, batches, out
+        self.exit_code = 128 + signum
+        where = f"step {step} of {steps}" + (f" (batch {batch + 1} of {batches})" if batches > 1 else "")
+        if out is None:
+            then = "no run directory was given, so nothing was saved"
+        else:
+            then = f"continue with: supjax sweep {Path(out) / 'config.toml'} --out {out} --resume"
+        super().__init__(f"interrupted at {where}; {then}")

@@ -29,7 +29,7 @@ import numpy as np
 
 from supjax import checkpoint, layout, lock, model, program, results
 from supjax.config import ConfigError, SweepSpec
-from supjax.errors import RunDirError
+from supjax.errors import Interrupted, RunDirError
 
 # Aim for about this much dense work per compiled chunk, and at most this many steps (small
 # models run far below the flop rate): seconds on a CPU, less on a GPU. Chunk ends are where
@@ -86,25 +86,6 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
             _save_results(run, out)
         _sync_hosts("supjax: run saved")
     return run
-
-
-class Interrupted(Exception):
-    """A sweep stopped by a signal after checkpointing the chunk in flight.
-
-    ``str(err)`` is the one line to print; ``exit_code`` is 128 + the signal (143 for
-    SIGTERM, 130 for SIGINT).
-    """
-
-    def __init__(self, signum: int, step: int, steps: int, batch: int, batches: int, out):
-        self.signum, self.step, self.steps = signum, step, steps
-        self.batch, self.batches, self.out = batch, batches, out
-        self.exit_code = 128 + signum
-        where = f"step {step} of {steps}" + (f" (batch {batch + 1} of {batches})" if batches > 1 else "")
-        if out is None:
-            then = "no run directory was given, so nothing was saved"
-        else:
-            then = f"continue with: supjax sweep {Path(out) / 'config.toml'} --out {out} --resume"
-        super().__init__(f"interrupted at {where}; {then}")
 
 
 class _StopOnSignal:
