@@ -190,14 +190,24 @@ def _final_params(path: Path, spec: SweepSpec) -> dict[int, dict[str, np.ndarray
     batches = sorted((path / "checkpoints").glob("batch-*"))
     if not batches:
         raise ConfigError("RUN_DIR", str(path), "has no checkpoints/; pass a finished run written by `supjax sweep`")
-    parts: dict[int, list] = {}
+    saved = []
     for directory in batches:
         restored = checkpoint.restore_latest(checkpoint.manager(directory), set_aside=False)
         if restored is None or restored[0] != spec.steps:
             raise ConfigError(
                 "RUN_DIR", str(path), "is not finished; continue it with `supjax sweep CONFIG --out DIR --resume`"
             )
-        for group, index in zip(restored[1]["states"], restored[1]["index"], strict=True):
+        saved.append(restored[1])
+    return params_by_width(saved)
+
+
+def params_by_width(saved: list[dict]) -> dict[int, dict[str, np.ndarray]]:
+    """Per-width parameter stacks from saved batches (checkpoints or snapshots: each a dict
+    with ``states``, one per width group with ``params`` of leading axes [D, G], and the
+    groups' model ``index``): ``{m: {"W": [k, n, m], "b": [k, n], ..., "index": [k]}}``."""
+    parts: dict[int, list] = {}
+    for batch in saved:
+        for group, index in zip(batch["states"], batch["index"], strict=True):
             real = np.asarray(index) >= 0  # multi-device batches pad with copies, index -1
             params = {k: np.asarray(v) for k, v in group["params"].items()}
             m = params["W"].shape[-1]
