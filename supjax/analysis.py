@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from supjax import fit, metrics
-from supjax.config import ConfigError
+from supjax.errors import RunDirError
 from supjax.results import Run, load_run
 
 SUMMARY_COLUMNS = (
@@ -140,7 +140,7 @@ def load_results(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(summary, exponents)`` of an analysed run directory as pandas DataFrames."""
     path = Path(path)
     if not (path / "summary.csv").is_file():
-        raise ConfigError("RUN_DIR", str(path), "has no summary.csv; run `supjax analyze DIR` first")
+        raise RunDirError(path, "has no summary.csv; run `supjax analyze DIR` first")
     summary = pd.read_csv(path / "summary.csv")
     exponents = pd.read_csv(path / "exponents.csv", dtype={"seed": str})
     return summary, exponents

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from supjax.config import RESOLVED_FIELDS, RESULT_FIELDS, ConfigError, SweepSpec, distribution_key
+from supjax.errors import RunDirError
 
 COLUMNS = (
     "index",
@@ -93,18 +94,16 @@ def prepare_run_dir(path: str | Path) -> Path:
     """Refuse an existing non-empty directory, then create ``path``."""
     path = Path(path)
     if (path / "batches.json").is_file():
-        raise ConfigError("--out", str(path), "holds a run; add --resume to continue it, or choose a new directory")
+        raise RunDirError(path, "holds a run; add --resume to continue it, or choose a new --out")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError("--out", str(path), "exists and is not empty; choose a new directory")
+        raise RunDirError(path, "exists and is not empty; choose a new --out")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ConfigError(
-            "--out", str(path), f"cannot write there ({err.strerror}); choose a writable directory"
-        ) from None
+        raise RunDirError(path, f"cannot write there ({err.strerror}); choose a writable --out") from None
     return path
 
 
@@ -124,12 +123,12 @@ def resume_layout(path: str | Path, spec: SweepSpec) -> tuple[SweepSpec, list[li
     """
     path = Path(path)
     if not (path / "config.toml").is_file() or not (path / "batches.json").is_file():
-        raise ConfigError("--out", str(path), "holds no run to resume; drop --resume to start one")
+        raise RunDirError(path, "holds no run to resume; drop --resume to start one")
     saved = SweepSpec.from_toml(path / "config.toml")
     try:
         batches = json.loads((path / "batches.json").read_text())
     except (ValueError, OSError) as err:
-        raise ConfigError("--resume", str(path / "batches.json"), f"is damaged ({err}); start a new run") from None
+        raise RunDirError(path, f"has a damaged batches.json ({err}); start a new run") from None
     unset = {k: getattr(saved, k) for k in RESOLVED_FIELDS if getattr(spec, k) is None}
     spec = spec.replace(**unset)
     differing = [k for k in RESULT_FIELDS if getattr(spec, k) != getattr(saved, k)]
@@ -161,9 +160,11 @@ def _write_models(path: Path, rows: list[dict]) -> None:
 def load_run(path: str | Path) -> Run:
     """Read a finished run directory written by ``supjax sweep`` or :func:`supjax.run_sweep`."""
     path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(path, "does not exist; pass a run directory written by `supjax sweep`")
     for name in ("config.toml", "models.csv", "losses.npy", "probabilities.npz"):
         if not (path / name).is_file():
-            raise ConfigError("RUN_DIR", str(path), f"has no {name}; pass a finished run written by `supjax sweep`")
+            raise RunDirError(path, f"has no {name}; pass a finished run written by `supjax sweep`")
     spec = SweepSpec.from_toml(path / "config.toml")
     try:
         with open(path / "models.csv", newline="") as f:
@@ -173,13 +174,9 @@ def load_run(path: str | Path) -> Run:
         info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
         losses = np.load(path / "losses.npy")
     except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as err:
-        raise ConfigError(
-            "RUN_DIR", str(path), f"has a damaged file ({err}); rerun with --resume to rewrite it"
-        ) from None
+        raise RunDirError(path, f"has a damaged file ({err}); rerun with --resume to rewrite it") from None
     if len(models) != spec.num_models or losses.shape != (spec.num_models, spec.num_logs):
-        raise ConfigError(
-            "RUN_DIR", str(path), "its tables do not match its config; rerun with --resume to rewrite them"
-        )
+        raise RunDirError(path, "its tables do not match its config; rerun with --resume to rewrite them")
     return Run(spec, models, losses, _final_params(path, spec), probabilities, info)
 
 
@@ -189,14 +186,12 @@ def _final_params(path: Path, spec: SweepSpec) -> dict[int, dict[str, np.ndarray
 
     batches = sorted((path / "checkpoints").glob("batch-*"))
     if not batches:
-        raise ConfigError("RUN_DIR", str(path), "has no checkpoints/; pass a finished run written by `supjax sweep`")
+        raise RunDirError(path, "has no checkpoints/; pass a finished run written by `supjax sweep`")
     saved = []
     for directory in batches:
         restored = checkpoint.restore_latest(checkpoint.manager(directory), set_aside=False)
         if restored is None or restored[0] != spec.steps:
-            raise ConfigError(
-                "RUN_DIR", str(path), "is not finished; continue it with `supjax sweep CONFIG --out DIR --resume`"
-            )
+            raise RunDirError(path, "is not finished; continue it with `supjax sweep CONFIG --out DIR --resume`")
         saved.append(restored[1])
     return params_by_width(saved)
 

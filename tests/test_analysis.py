@@ -94,5 +94,16 @@ def test_cli_analyze_and_plot(analysed, capsys, tmp_path):
     assert "alpha_m" in capsys.readouterr().out
     assert main(["plot", str(path), "--out", str(tmp_path / "f")]) == 0
     assert (tmp_path / "f" / "phase_model_exponent.pdf").is_file()
-    assert main(["analyze", str(tmp_path)]) == 2
-    assert "supjax sweep" in capsys.readouterr().err
+
+
+def test_run_directory_problems_are_one_line_in_their_own_words(analysed, tmp_path, capsys):
+    path, _, _ = analysed
+    for argv, words in [
+        (["analyze", str(tmp_path / "missing")], "does not exist"),
+        (["plot", str(tmp_path)], "has no config.toml; pass a finished run written by `supjax sweep`"),
+        (["sweep", str(path / "config.toml"), "--out", str(path), "--quiet"], "holds a run; add --resume"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("supjax: error: run directory ") and err.count("\n") == 1, err
+        assert words in err and "config field" not in err, err

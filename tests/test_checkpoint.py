@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from supjax import ConfigError, SweepSpec, load_run, run_sweep
+from supjax import RunDirError, SweepSpec, load_run, run_sweep
 from supjax.cli import main
 
 CONFIG = """
@@ -122,12 +122,12 @@ def test_unfinished_and_unwritable_runs_are_one_line(tmp_path, capsys):
     assert main(["sweep", str(config), "--out", str(blocker / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot write" in err
-    with pytest.raises(ConfigError, match="no run to resume"):
+    with pytest.raises(RunDirError, match="no run to resume"):
         run_sweep(SweepSpec.from_toml(config), out=tmp_path / "empty", resume=True)
     out = tmp_path / "half"
     run_sweep(SweepSpec.from_toml(config).replace(progress=False), out=out)
     shutil.rmtree(out / "checkpoints" / "batch-000" / "100")
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(RunDirError, match="--resume"):
         load_run(out)
 
 
