@@ -1,9 +1,11 @@
-"""Scaling-law fits of loss against width m, with their errors: plain numpy, no scipy.
+"""Scaling-law fits of loss against width m, with their errors.
 
-* :func:`power_law_fit`: ordinary least squares of log L on log m, L = A m^-alpha_m.
-* :func:`bootstrap_exponent`: a confidence interval for alpha_m by resampling whole seeds.
+* :func:`power_law_fit`: ordinary least squares of log L on log m, L = A m^-alpha_m (numpy).
+* :func:`bootstrap_exponent`: a confidence interval for alpha_m by resampling whole seeds
+  (:func:`scipy.stats.bootstrap`).
 * :func:`grouped_power_law_fit`: L = A / m^alpha + B_g with one A and one alpha shared by all
-  groups and one offset B_g per group (the paper's LLM fit), by Levenberg-Marquardt.
+  groups and one offset B_g per group (the paper's LLM fit), by nonlinear least squares
+  (:func:`scipy.optimize.least_squares`, Levenberg-Marquardt).
 * :func:`regime_label`: 'strong' / 'weak' / 'mixed' from the represented fraction phi_{1/2}.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import optimize, stats
 
 # ---- log-log power law -------------------------------------------------------------------------
 
@@ -100,16 +103,20 @@ class BootstrapInterval:
     samples: np.ndarray = field(repr=False, compare=False)
 
 
-def bootstrap_exponent(m, loss, seeds, n_boot: int = 1000, ci: float = 0.95, rng=0) -> BootstrapInterval:
-    """Bootstrap confidence interval of alpha_m over seeds.
+def bootstrap_exponent(
+    m, loss, seeds, n_boot: int = 1000, ci: float = 0.95, rng=0, method: str = "percentile"
+) -> BootstrapInterval:
+    """Bootstrap confidence interval of alpha_m over seeds, by :func:`scipy.stats.bootstrap`.
 
     ``m``, ``loss`` and ``seeds`` are equal-length sequences, one entry per trained model (a
     width, its final loss and its seed label). Each of the ``n_boot`` resamples draws as many
     seeds as there are, with replacement, and a drawn seed brings all of its widths: runs of one
     seed share data and initialisation noise, so they are resampled together. Each resample is
-    refitted as in :func:`power_law_fit` (a seed drawn k times counts k times). Returns the
-    central ``ci`` percentile interval and the std of the resampled exponents. ``rng`` is a seed
-    or a ``numpy.random.Generator``.
+    refitted as in :func:`power_law_fit` (a seed drawn k times counts k times, as weight k).
+    Returns the central ``ci`` interval (``method``: scipy's ``"percentile"``, the default, or
+    ``"basic"`` / ``"BCa"``; BCa needs more seeds than a sweep usually has) and the std of
+    the resampled exponents. ``rng`` is a seed or a ``numpy.random.Generator``. A resample
+    whose points all share one width has no slope; if one occurs the interval is nan.
     """
     m, loss, keep = _usable_points(m, loss)
     seeds = np.asarray(seeds).ravel()
@@ -123,16 +130,27 @@ def bootstrap_exponent(m, loss, seeds, n_boot: int = 1000, ci: float = 0.95, rng
     labels, seed_index = np.unique(seeds, return_inverse=True)
     if labels.size < 2:
         raise ValueError(f"a bootstrap over seeds needs at least two seeds; got {labels.size}")
-    generator = np.random.default_rng(rng)
-    # Drawing S seeds with replacement is a multinomial count per seed; a count is a weight.
-    counts = generator.multinomial(labels.size, np.full(labels.size, 1.0 / labels.size), size=n_boot)
-    samples = -_weighted_slopes(x, y, counts[:, seed_index].astype(np.float64))
-    samples = samples[np.isfinite(samples)]
-    tail = 100.0 * (1.0 - ci) / 2.0
-    low, high = np.percentile(samples, [tail, 100.0 - tail]) if samples.size else (np.nan, np.nan)
+
+    def exponent(drawn, axis=-1):
+        # drawn: [..., seeds] resampled seed numbers; a seed drawn k times weighs its points by k.
+        drawn = np.moveaxis(drawn, axis, -1)
+        counts = (drawn[..., :, None] == np.arange(labels.size)).sum(axis=-2)
+        return -_weighted_slopes(x, y, counts[..., seed_index].astype(np.float64))
+
+    result = stats.bootstrap(
+        (np.arange(labels.size),),
+        exponent,
+        n_resamples=n_boot,
+        confidence_level=ci,
+        method=method,
+        vectorized=True,
+        rng=np.random.default_rng(rng),
+    )
+    samples = np.asarray(result.bootstrap_distribution)
     std = float(np.std(samples, ddof=1)) if samples.size > 1 else float("nan")
-    exponent = power_law_fit(m[keep], loss[keep]).exponent
-    return BootstrapInterval(float(low), float(high), std, exponent, samples)
+    low, high = result.confidence_interval
+    exponent_all = power_law_fit(m[keep], loss[keep]).exponent
+    return BootstrapInterval(float(low), float(high), std, exponent_all, samples)
 
 
 # ---- grouped nonlinear fit -----------------------------------------------------------------
@@ -145,7 +163,7 @@ class GroupedFit:
     ``stderr`` is the standard error of the exponent from sigma^2 (J^T J)^-1 with
     sigma^2 = RSS / (N - p), p = 2 + number of groups (nan when N <= p); ``offset_stderr`` the
     same for each B_g. ``r2`` = 1 - RSS / total sum of squares around the mean loss.
-    ``converged`` says whether Levenberg-Marquardt stopped on its tolerance.
+    ``converged`` is least_squares' ``success`` (it stopped on a tolerance, not the evaluation limit).
     """
 
     exponent: float
@@ -177,48 +195,20 @@ def _grouped_design(scaled_m: np.ndarray, group_index: np.ndarray, n_groups: int
     return design
 
 
-def _grouped_residuals_and_jacobian(params, log_m, scaled_m, group_index, n_groups, loss):
-    """r = a m^-alpha + B_g - L and dr/d(a, alpha, B_1..B_G): ``[N]`` and ``[N, 2 + G]``."""
+def _grouped_residuals(params, log_m, scaled_m, group_index, loss) -> np.ndarray:
+    """r = a m^-alpha + B_g - L: ``[N]`` for params (a, alpha, B_1..B_G)."""
+    return params[0] * scaled_m ** -params[1] + params[2 + group_index] - loss
+
+
+def _grouped_jacobian(params, log_m, scaled_m, group_index, loss) -> np.ndarray:
+    """dr/d(a, alpha, B_1..B_G): ``[N, 2 + G]``."""
     amplitude, exponent = params[0], params[1]
     power = scaled_m**-exponent
-    residuals = amplitude * power + params[2 + group_index] - loss
-    jacobian = np.zeros((loss.size, 2 + n_groups))
+    jacobian = np.zeros((loss.size, params.size))
     jacobian[:, 0] = power
     jacobian[:, 1] = -amplitude * log_m * power
     jacobian[np.arange(loss.size), 2 + group_index] = 1.0
-    return residuals, jacobian
-
-
-def _levenberg_marquardt(params, residuals_and_jacobian, max_iter: int, tol: float):
-    """Minimise sum r^2 from ``params``; Marquardt's diagonal scaling of J^T J as the damping."""
-    residuals, jacobian = residuals_and_jacobian(params)
-    rss = float(residuals @ residuals)
-    damping = 1e-3
-    for _ in range(max_iter):
-        gram = jacobian.T @ jacobian
-        gradient = jacobian.T @ residuals
-        diagonal = np.maximum(np.diag(gram), 1e-300)
-        while True:
-            try:
-                step = np.linalg.solve(gram + damping * np.diag(diagonal), -gradient)
-            except np.linalg.LinAlgError:
-                step = None
-            if step is not None:
-                trial = params + step
-                trial_residuals, trial_jacobian = residuals_and_jacobian(trial)
-                trial_rss = float(trial_residuals @ trial_residuals)
-                if np.isfinite(trial_rss) and trial_rss <= rss:
-                    break
-            damping *= 10.0
-            if damping > 1e12:
-                # Not even a tiny gradient step lowers the RSS: a minimum to machine precision.
-                return params, rss, True
-        improvement = rss - trial_rss
-        params, residuals, jacobian, rss = trial, trial_residuals, trial_jacobian, trial_rss
-        damping = max(damping / 10.0, 1e-12)
-        if improvement <= tol * max(rss, 1e-300) or np.all(np.abs(step) <= tol * (np.abs(params) + tol)):
-            return params, rss, True
-    return params, rss, False
+    return jacobian
 
 
 def grouped_power_law_fit(
@@ -226,10 +216,11 @@ def grouped_power_law_fit(
     loss,
     group,
     start_exponents=None,
-    max_iter: int = 500,
+    max_evaluations: int = 2000,
     tol: float = 1e-12,
 ) -> GroupedFit:
-    """Fit L = A / m^alpha + B_g by nonlinear least squares (Levenberg-Marquardt).
+    """Fit L = A / m^alpha + B_g by nonlinear least squares (Levenberg-Marquardt, as MINPACK
+    implements it in :func:`scipy.optimize.least_squares`).
 
     One amplitude A and one exponent alpha are shared by every group and each group g gets its
     own offset B_g (the irreducible loss of a dataset, say). Sharing A, as the paper's LLM fit
@@ -241,7 +232,8 @@ def grouped_power_law_fit(
     alpha; A is reported for m itself (A = a m0^alpha). Starting exponents: the
     ``start_exponents`` given, else a grid over [0.05, 4] on which, at fixed alpha, A and B_g are
     the exact linear least-squares solution; the three best grid points are refined and the
-    lowest RSS kept.
+    lowest RSS kept. ``tol`` is least_squares' ``ftol`` / ``xtol`` / ``gtol``; ``max_evaluations``
+    its ``max_nfev``.
     """
     m = np.asarray(m, np.float64).ravel()
     loss = np.asarray(loss, np.float64).ravel()
@@ -271,19 +263,28 @@ def grouped_power_law_fit(
         grid_rss = np.array([linear_fit(a)[0] for a in grid])
         start_exponents = grid[np.argsort(grid_rss)[:3]]
 
-    def residuals_and_jacobian(params):
-        return _grouped_residuals_and_jacobian(params, log_m, scaled_m, group_index, n_groups, loss)
-
+    data = (log_m, scaled_m, group_index, loss)
     best = None
     for exponent in np.atleast_1d(np.asarray(start_exponents, np.float64)):
         coefficients = linear_fit(exponent)[1]
         start = np.concatenate([[coefficients[0], exponent], coefficients[1:]])
-        params, rss, converged = _levenberg_marquardt(start, residuals_and_jacobian, max_iter, tol)
+        result = optimize.least_squares(
+            _grouped_residuals,
+            start,
+            jac=_grouped_jacobian,
+            args=data,
+            method="lm",
+            ftol=tol,
+            xtol=tol,
+            gtol=tol,
+            max_nfev=max_evaluations,
+        )
+        rss = float(result.fun @ result.fun)
         if best is None or rss < best[1]:
-            best = (params, rss, converged)
+            best = (result.x, rss, bool(result.success))
     params, rss, converged = best
 
-    _, jacobian = residuals_and_jacobian(params)
+    jacobian = _grouped_jacobian(params, *data)
     if n_points > n_params:
         covariance = rss / (n_points - n_params) * np.linalg.pinv(jacobian.T @ jacobian)
         errors = np.sqrt(np.maximum(np.diag(covariance), 0.0))

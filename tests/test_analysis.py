@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from supjax import SweepSpec, analysis, load_run, plots, run_sweep
+from supjax import SweepSpec, analysis, fit, load_run, plots, run_sweep
 from supjax.cli import main
 
 
@@ -56,8 +56,12 @@ def test_exponents_are_the_log_log_slopes_per_group_and_seed(analysed):
             part = part[part.seed == int(row.seed)]
         slope = np.polyfit(np.log(part.m), np.log(part.final_loss), 1)[0]
         assert row.model_exponent == pytest.approx(-slope, rel=1e-5, abs=1e-6)
-        if str(row.seed) == "all":
-            assert row.ci_low <= row.ci_high
+        if str(row.seed) == "all":  # the interval of whole seeds, as fit.bootstrap_exponent draws it
+            interval = fit.bootstrap_exponent(part.m, part.final_loss, part.seed, n_boot=1000)
+            assert (row.ci_low, row.ci_high) == pytest.approx((interval.low, interval.high), rel=1e-9)
+            assert interval.low < row.model_exponent < interval.high
+        else:
+            assert np.isnan(row.ci_low) and np.isnan(row.ci_high)
     strong = exponents[exponents.weight_decay < 0]
     assert set(strong.regime) == {"strong"}
 
