@@ -245,8 +245,29 @@ def coherence(W, block_size: int | None = None) -> jax.Array:
     return overlap_statistics(W, block_size).coherence
 
 
+# ---- the frame operator -------------------------------------------------------------------------
+
+
+class FrameOperator(NamedTuple):
+    """The weighted frame operator S = sum_i a_i w_i w_i^T and the sums that go with it.
+
+    Every field is a sum over rows, so the FrameOperator of a matrix is the field-wise sum of
+    those of its row blocks (a caller streaming a matrix too large for the device adds them up,
+    in float64). Fields are ``[models, ...]`` (no ``models`` axis for a single matrix).
+    """
+
+    frame: jax.Array
+    """S = sum_i a_i w_i w_i^T: ``[models, m, m]``."""
+    diagonal: jax.Array
+    """sum_i a_i^2 ||w_i||^4: the i = j terms of ||S||_F^2 = sum_{i, j} a_i a_j (w_i . w_j)^2."""
+    weight_sum: jax.Array
+    """sum_i a_i (n for unit weights)."""
+    weight_square_sum: jax.Array
+    """sum_i a_i^2."""
+
+
 @functools.partial(jax.jit, static_argnames=("block_size", "normalise"))
-def _weighted_squared_overlap(W: jax.Array, weights: jax.Array, block_size: int, normalise: bool) -> jax.Array:
+def _frame_operator(W: jax.Array, weights: jax.Array, block_size: int, normalise: bool) -> FrameOperator:
     _, n, m = W.shape
     dtype = _compute_dtype(W.dtype)
 
@@ -265,10 +286,51 @@ def _weighted_squared_overlap(W: jax.Array, weights: jax.Array, block_size: int,
 
         start = (jnp.zeros((m, m), dtype), jnp.zeros((), dtype))
         frame, diagonal = lax.fori_loop(0, _num_blocks(n, block_size), body, start)
-        pairs = jnp.square(jnp.sum(a)) - jnp.sum(jnp.square(a))
-        return (jnp.sum(jnp.square(frame)) - diagonal) / pairs
+        return FrameOperator(frame, diagonal, jnp.sum(a), jnp.sum(jnp.square(a)))
 
     return jax.vmap(one_model)(W, weights.astype(dtype))
+
+
+def frame_operator(W, weights=None, normalise: bool = True, block_size: int | None = None) -> FrameOperator:
+    """S = sum_i a_i w_i w_i^T over the rows of ``W: [models, n, m]``, accumulated over row blocks.
+
+    w_i = W_i / ||W_i|| (``normalise = False``: the raw rows W_i); ``weights`` a: ``[models, n]``
+    or ``[n]``, default 1. Costs O(n m^2) and memory O(m^2 + block m): no n x n block is formed.
+    :func:`squared_overlap_from_frame` and :func:`tight_frame_distance_from_frame` read the
+    paper's ETF measures off it.
+    """
+    W, single = _as_stack(W)
+    models, n, _ = W.shape
+    weights = jnp.ones((models, n)) if weights is None else jnp.broadcast_to(jnp.asarray(weights), (models, n))
+    return _unstack(_frame_operator(W, weights, _block_size(block_size, n, models), normalise), single)
+
+
+def _array_module(frame: FrameOperator):
+    """numpy for numpy fields (a streamed float64 sum stays float64), else jax.numpy."""
+    return np if isinstance(frame.frame, np.ndarray) else jnp
+
+
+def squared_overlap_from_frame(frame: FrameOperator):
+    """sum_{i != j} a_i a_j o_ij^2 / sum_{i != j} a_i a_j = (||S||_F^2 - diagonal) / ((sum a)^2 - sum a^2).
+
+    ``-> [models]``; numpy in, numpy out (float64 stays float64); jax in, jax out.
+    """
+    xp = _array_module(frame)
+    squared = xp.sum(xp.square(frame.frame), axis=(-2, -1))
+    return (squared - frame.diagonal) / (xp.square(frame.weight_sum) - frame.weight_square_sum)
+
+
+def tight_frame_distance_from_frame(frame: FrameOperator):
+    """||S - (N/m) I_m||_F / (N / sqrt(m)) with N = sum_i a_i (n for unit weights): ``-> [models]``.
+
+    The difference is formed before squaring: expanding ||S||_F^2 - 2 (N/m) tr S + N^2/m
+    would cancel catastrophically near a tight frame, where d is what is measured.
+    """
+    xp = _array_module(frame)
+    m = frame.frame.shape[-1]
+    size = xp.asarray(frame.weight_sum)
+    excess = frame.frame - (size / m)[..., None, None] * xp.eye(m, dtype=frame.frame.dtype)
+    return xp.sqrt(xp.sum(xp.square(excess), axis=(-2, -1))) / (size / np.sqrt(m))
 
 
 def weighted_squared_overlap(W, weights=None, normalise: bool = True, block_size: int | None = None) -> jax.Array:
@@ -278,14 +340,10 @@ def weighted_squared_overlap(W, weights=None, normalise: bool = True, block_size
     rows) and ``weights`` a: ``[models, n]`` or ``[n]`` (default 1, which gives
     :func:`mean_squared_overlap`). a = 1[||W_i|| > t] restricts the mean to the represented
     features; a = p weights each pair by how often both features occur. Exact from the m x m
-    frame operator S = sum_i a_i w_i w_i^T: sum_{i, j} a_i a_j o_ij^2 = ||S||_F^2, less the
-    i = j terms, so it costs O(n m^2) and no n x n block.
+    frame operator S = sum_i a_i w_i w_i^T (:func:`frame_operator`): sum_{i, j} a_i a_j o_ij^2
+    = ||S||_F^2, less the i = j terms, so it costs O(n m^2) and no n x n block.
     """
-    W, single = _as_stack(W)
-    models, n, _ = W.shape
-    weights = jnp.ones((models, n)) if weights is None else jnp.broadcast_to(jnp.asarray(weights), (models, n))
-    result = _weighted_squared_overlap(W, weights, _block_size(block_size, n, models), normalise)
-    return _unstack(result, single)
+    return squared_overlap_from_frame(frame_operator(W, weights, normalise, block_size))
 
 
 # ---- reference values for n unit vectors in R^m -----------------------------------------------
@@ -329,28 +387,6 @@ def random_squared_overlap_variance(m):
 # ---- tight frames and ETF-likeness -------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames="block_size")
-def _tight_frame_distance(W: jax.Array, block_size: int) -> jax.Array:
-    _, n, m = W.shape
-    dtype = _compute_dtype(W.dtype)
-
-    def one_model(w):
-        inverse = _inverse_norms(_norms(w))
-
-        def body(index, frame_operator):
-            rows, row_ids, fresh = _row_block(w, index, block_size)
-            unit_rows = rows.astype(dtype) * jnp.where(fresh, inverse[row_ids], 0.0)[:, None]
-            return frame_operator + lax.dot_general(
-                unit_rows, unit_rows, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST
-            )
-
-        frame_operator = lax.fori_loop(0, _num_blocks(n, block_size), body, jnp.zeros((m, m), dtype))
-        excess = frame_operator - (n / m) * jnp.eye(m, dtype=dtype)
-        return jnp.sqrt(jnp.sum(jnp.square(excess))) / (n / np.sqrt(m))
-
-    return jax.vmap(one_model)(W)
-
-
 def tight_frame_distance(W, block_size: int | None = None) -> jax.Array:
     """Relative distance of the normalised rows from a tight frame: ``[models, n, m] -> [models]``.
 
@@ -362,11 +398,9 @@ def tight_frame_distance(W, block_size: int | None = None) -> jax.Array:
         mean_{i != j} (w_i . w_j)^2 = (n - m)/(m (n - 1)) + ||w^T w - (n/m) I||_F^2 / (n (n - 1))
                                     = welch_bound(n, m) + d^2 n / (m (n - 1)).
 
-    The m x m frame operator is accumulated over row blocks (memory O(m^2 + block m)).
+    Read off the m x m frame operator (:func:`frame_operator`, memory O(m^2 + block m)).
     """
-    W, single = _as_stack(W)
-    models, n, _ = W.shape
-    return _unstack(_tight_frame_distance(W, _block_size(block_size, n, models)), single)
+    return tight_frame_distance_from_frame(frame_operator(W, block_size=block_size))
 
 
 def etf_likeness(W, block_size: int | None = None) -> dict[str, jax.Array]:
@@ -395,7 +429,9 @@ def etf_likeness(W, block_size: int | None = None) -> dict[str, jax.Array]:
         "welch_bound": bound,
         "mean_squared_overlap": statistics.mean_squared_overlap,
         "welch_excess": statistics.mean_squared_overlap - bound,
-        "tight_frame_distance": _tight_frame_distance(W, block_size),
+        "tight_frame_distance": tight_frame_distance_from_frame(
+            _frame_operator(W, jnp.ones((models, n)), block_size, True)
+        ),
         "coherence_ratio": statistics.coherence / lowest_coherence
         if lowest_coherence > 0
         else jnp.full_like(bound, jnp.nan),
