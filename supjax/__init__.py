@@ -5,14 +5,25 @@ The training side (``run_sweep``) loads on first use, so ``import supjax.metrics
 """
 
 from supjax.config import SweepSpec
-from supjax.errors import CheckpointError, ConfigError, Interrupted, RunDirError, SupjaxError, WeightFileError
+from supjax.errors import (
+    CheckpointError,
+    ConfigError,
+    InputFileError,
+    Interrupted,
+    OptionError,
+    RunDirError,
+    SupjaxError,
+    WeightFileError,
+)
 from supjax.results import Run, load_run
 
 __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "InputFileError",
     "Interrupted",
+    "OptionError",
     "Run",
     "RunDirError",
     "SupjaxError",

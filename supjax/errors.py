@@ -6,7 +6,10 @@ Every error a user can cause is a :class:`SupjaxError`; the CLI prints ``str(err
 * :class:`ConfigError`: a sweep setting (a config field, a CLI option standing for one);
 * :class:`RunDirError`: a run directory (missing, unfinished, damaged, in use);
 * :class:`CheckpointError`: a checkpoint that cannot be written or read;
-* :class:`WeightFileError`: a weight file (safetensors, npy, a hub cache entry).
+* :class:`WeightFileError`: a weight file (safetensors, npy, a hub cache entry);
+* :class:`InputFileError`: any other file the user hands in (a loss table, a tokenizer, text);
+* :class:`OptionError`: a command-line option (or the library argument behind it) that is
+  not a sweep setting: ``--device``, ``--sample-rows``, ``--group-by``.
 
 :class:`Interrupted` is not an error but a stop the user asked for (SIGTERM, SIGINT): the
 CLI prints it as one line too and exits 128 + the signal.
@@ -59,6 +62,22 @@ class WeightFileError(_PathError):
     """A weight file that is missing, damaged or not what was asked for: path, problem, fix."""
 
     kind = "weight file"
+
+
+class InputFileError(_PathError):
+    """An input file other than weights (a CSV table, a tokenizer.json, a text file): path, problem, fix."""
+
+    kind = "file"
+
+
+class OptionError(SupjaxError, ValueError):
+    """A bad command-line option that is not a sweep setting. ``str(err)`` names option, value and fix."""
+
+    def __init__(self, option: str, value: Any, fix: str):
+        self.option = option
+        self.value = value
+        self.fix = fix
+        super().__init__(f"option {option} = {value!r}: {fix}")
 
 
 class Interrupted(Exception):
