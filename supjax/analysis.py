@@ -48,13 +48,14 @@ DECODER_COLUMNS = ("decoder_represented_fraction", "decoder_mean_squared_overlap
 GROUP_KEYS = ("distribution", "alpha", "activation_density", "weight_decay")
 
 
-def summarize(run: Run) -> pd.DataFrame:
+def summarize(run: Run, params: dict | None = None, step: int | None = None) -> pd.DataFrame:
     """One row per model: the columns of :data:`SUMMARY_COLUMNS`, measured on the rows of W
     (the encoder rows of an untied model), and :data:`DECODER_COLUMNS` for a model with
-    decoder rows."""
-    table = run.table()
+    decoder rows. With ``params`` (a snapshot, laid out as ``run.params``) and its ``step``,
+    the same at that point of training: the loss over the 100 steps before it."""
+    table = run.table(step)
     measured = []
-    for group in run.params.values():
+    for group in (run.params if params is None else params).values():
         W = group["W"]
         p = np.stack([run.feature_probabilities(int(i)) for i in group["index"]])
         overlaps = metrics.overlap_statistics(W)
@@ -134,6 +135,32 @@ def analyze(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     summary.to_csv(path / "summary.csv", index=False)
     exponents.to_csv(path / "exponents.csv", index=False)
     return summary, exponents
+
+
+def trajectory(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every metric of :func:`summarize` at every snapshot of the run in ``path``, and the
+    model exponents fitted at every snapshot: ``(trajectory, exponents_over_time)``, each
+    with a ``step`` column, written as ``trajectory.csv`` and ``exponents_over_time.csv``.
+
+    Each snapshot is measured batched over the models of each width, as the final weights
+    are; the last snapshot, at the last step, equals ``summary.csv``.
+    """
+    from supjax import snapshots
+
+    path = Path(path)
+    run = load_run(path)
+    steps = snapshots.snapshot_steps(path)
+    if not steps:
+        raise RunDirError(path, "has no snapshots; train it with snapshot_steps = K (or a list of steps)")
+    tables, fits = [], []
+    for step in steps:
+        table = summarize(run, snapshots.load_snapshot(path, step), step)
+        tables.append(table.assign(step=step))
+        fits.append(fit_exponents(table, n_boot=200).assign(step=step))
+    over_time, exponents = pd.concat(tables, ignore_index=True), pd.concat(fits, ignore_index=True)
+    over_time.to_csv(path / "trajectory.csv", index=False)
+    exponents.to_csv(path / "exponents_over_time.csv", index=False)
+    return over_time, exponents
 
 
 def load_results(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -31,6 +31,11 @@ def batch_directory(run: str | Path, batch: int) -> Path:
     return Path(run).resolve() / "checkpoints" / f"batch-{batch:03d}"
 
 
+def snapshot_directory(run: str | Path, batch: int) -> Path:
+    """Where a batch keeps its parameter snapshots (``snapshot_steps``), every one of them."""
+    return Path(run).resolve() / "snapshots" / f"batch-{batch:03d}"
+
+
 def manager(directory: str | Path, max_to_keep: int | None = 2) -> ocp.CheckpointManager:
     """A synchronous ``CheckpointManager`` keeping the newest ``max_to_keep`` steps."""
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
@@ -40,12 +45,14 @@ def manager(directory: str | Path, max_to_keep: int | None = 2) -> ocp.Checkpoin
 def save(mgr: ocp.CheckpointManager, step: int, state) -> None:
     """Save ``state`` (any pytree of arrays) as ``step``.
 
-    If the disk refuses (full, read-only), the partial checkpoint is removed, the previous
-    ones stay intact and readable, and :class:`CheckpointError` says how much space this
-    checkpoint needs and how much is free.
+    A step saved before is replaced. If the disk refuses (full, read-only), the partial
+    checkpoint is removed, the previous ones stay intact and readable, and
+    :class:`CheckpointError` says how much space this checkpoint needs and how much is free.
     """
     try:
         with _quiet("absl", "orbax"):  # orbax logs the failure's traceback before raising it
+            if step in mgr.all_steps():  # saved again on a resume (a snapshot): the same arrays
+                mgr.delete(step)
             mgr.save(step, args=ocp.args.StandardSave(state), force=True)
             mgr.wait_until_finished()
     except (OSError, ValueError, RuntimeError) as err:
@@ -112,6 +119,15 @@ def restore_latest(mgr: ocp.CheckpointManager, target=None, set_aside: bool = Tr
                 directory.rename(aside)
                 mgr.reload()
     return None
+
+
+def restore(directory: str | Path, step: int):
+    """The state saved as ``step`` under ``directory``, as host numpy arrays (no manager)."""
+    item = Path(directory) / str(step) / "default"
+    try:
+        return _restore_numpy(item)
+    except Exception as err:  # orbax and tensorstore raise many kinds on damaged files
+        raise CheckpointError(item.parent, f"is unreadable ({_reason(err)}); the run must write it again") from None
 
 
 def _restore_numpy(item: Path):

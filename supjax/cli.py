@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     analyze = commands.add_parser("analyze", help="write summary.csv and exponents.csv of a run")
     analyze.add_argument("run", help="run directory")
+    analyze.add_argument("--over-time", action="store_true", help="also every metric at every snapshot: trajectory.csv")
 
     plot = commands.add_parser("plot", help="draw the paper's figures for a run (analyses it first if needed)")
     plot.add_argument("run", help="run directory")
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return _status(args.run, args.json)
         if args.command == "analyze":
-            return _analyze(args.run)
+            return _analyze(args.run, args.over_time)
         if args.command == "plot":
             return _plot(args.run, args.out)
         if args.command == "bench":
@@ -182,12 +183,16 @@ def _bench(args) -> int:
     return 0
 
 
-def _analyze(path: str) -> int:
+def _analyze(path: str, over_time: bool = False) -> int:
     from supjax import analysis
 
     summary, exponents = analysis.analyze(path)
     _print_exponents(exponents)
     print(f"wrote {Path(path) / 'summary.csv'} ({len(summary)} models) and {Path(path) / 'exponents.csv'}")
+    if over_time:
+        trajectory, _ = analysis.trajectory(path)
+        steps = trajectory.step.nunique()
+        print(f"wrote {Path(path) / 'trajectory.csv'} ({steps} snapshots) and {Path(path) / 'exponents_over_time.csv'}")
     return 0
 
 

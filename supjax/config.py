@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from supjax.errors import ConfigError
 
 PAPER_WIDTHS = (10, 15, 25, 39, 63, 100)
@@ -147,6 +149,8 @@ class SweepSpec:
     # checkpoints (with an output directory)
     checkpoint_every: int | None = None
     max_to_keep: int = 2
+    # snapshots of the full batched parameters along training (an integer K: K log-spaced steps)
+    snapshot_steps: int | tuple[int, ...] | None = None
     progress: bool = True
 
     def __post_init__(self):
@@ -164,6 +168,8 @@ class SweepSpec:
             object.__setattr__(self, name, value)
         if _is_number(self.lr):
             object.__setattr__(self, "lr", float(self.lr))
+        if isinstance(self.snapshot_steps, list):  # a TOML list; a tuple keeps the spec hashable
+            object.__setattr__(self, "snapshot_steps", tuple(self.snapshot_steps))
         # A run directory must not depend on the directory it was started from.
         object.__setattr__(
             self,
@@ -296,6 +302,18 @@ class SweepSpec:
     def num_logs(self) -> int:
         return self.steps // self.log_every
 
+    @property
+    def snapshot_schedule(self) -> tuple[int, ...]:
+        """The steps whose parameters are kept (see ``snapshot_steps``): sorted multiples of
+        ``log_every`` in [log_every, steps]. An integer K gives K steps spaced evenly in log
+        from the first logged step to the last (fewer where they would round onto one)."""
+        if self.snapshot_steps is None:
+            return ()
+        if isinstance(self.snapshot_steps, int):
+            windows = np.unique(np.round(np.geomspace(1, self.num_logs, self.snapshot_steps)).astype(int))
+            return tuple(int(w) * self.log_every for w in windows)
+        return tuple(sorted(self.snapshot_steps))
+
     # ---- validation ---------------------------------------------------------------
 
     def validate(self) -> SweepSpec:
@@ -309,6 +327,7 @@ class SweepSpec:
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         _positive_int("max_to_keep", self.max_to_keep)
+        self._validate_snapshots()
         if self.checkpoint_every is not None and self.checkpoint_every % self.log_every:
             raise ConfigError(
                 "checkpoint_every", self.checkpoint_every, f"must be a multiple of log_every = {self.log_every}"
@@ -394,6 +413,21 @@ class SweepSpec:
             raise ConfigError("importance", self.importance, "a string such as 'uniform' or 'geometric:0.9'")
         data.feature_importance(self.importance, self.n)
         return self
+
+    def _validate_snapshots(self) -> None:
+        value = self.snapshot_steps
+        if value is None or _is_int(value):
+            if value is not None and value < 1:
+                raise ConfigError("snapshot_steps", value, "give a number of snapshots >= 1 or a list of steps")
+            return
+        fix = f"a list of distinct steps, multiples of log_every = {self.log_every} up to steps = {self.steps}"
+        if not isinstance(value, tuple) or not value or not all(_is_int(v) for v in value):
+            raise ConfigError("snapshot_steps", value, f"an integer K (K log-spaced steps) or {fix}")
+        for v in value:
+            if not 0 < v <= self.steps or v % self.log_every:
+                raise ConfigError("snapshot_steps", v, f"must be {fix}")
+        if len(set(value)) != len(value):
+            raise ConfigError("snapshot_steps", list(value), f"contains duplicates; {fix}")
 
     def _validate_model(self) -> None:
         if self.precision not in PRECISIONS:

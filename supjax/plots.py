@@ -263,4 +263,34 @@ def plot_run(path: str | Path, out: str | Path | None = None) -> tuple[list[Path
                 skipped.append(f"{name}: needs two or more weight decays and power-law exponents")
             else:
                 written += save(fig, out / name)
+        written += _plot_training(path, out)
     return written, skipped
+
+
+def _plot_training(path: Path, out: Path) -> list[Path]:
+    """The figures of a run's snapshots (none without ``snapshot_steps``)."""
+    from supjax import plots_training, snapshots
+
+    if not snapshots.snapshot_steps(path):
+        return []
+    if (path / "trajectory.csv").is_file():
+        over_time = pd.read_csv(path / "trajectory.csv")
+        exponents = pd.read_csv(path / "exponents_over_time.csv", dtype={"seed": str})
+    else:
+        over_time, exponents = analysis.trajectory(path)
+    written = save(plots_training.plot_metrics_over_time(over_time), out / "metrics_over_time")
+    exponent_figure = plots_training.plot_exponent_over_time(exponents)
+    if exponent_figure is not None:
+        written += save(exponent_figure, out / "model_exponent_over_time")
+    frames = plots_training.features_2d_snapshots(path)
+    if frames is not None:
+        written.append(plots_training.animate_features_2d(*frames, out / "features_2d_over_training"))
+    return written
+
+
+# Training dynamics (snapshots), one function per figure as above, re-exported here.
+from supjax.plots_training import (  # noqa: E402, F401
+    animate_features_2d,
+    plot_exponent_over_time,
+    plot_metrics_over_time,
+)

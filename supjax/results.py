@@ -58,6 +58,7 @@ class Run:
     params: dict[int, dict[str, np.ndarray]]
     probabilities: dict[str, np.ndarray]  # distribution_key(label, density) -> p: [n]
     info: dict = field(default_factory=dict)
+    path: Path | None = None  # the run directory it was loaded from or written to
 
     def weights(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(W [n, m], b [n]) of model ``index``."""
@@ -70,23 +71,33 @@ class Run:
         row = self.models[index]
         return self.probabilities[distribution_key(row["distribution"], row["activation_density"])]
 
-    def final_loss(self, last_steps: int = 100) -> np.ndarray:
+    def final_loss(self, last_steps: int = 100, step: int | None = None) -> np.ndarray:
         """Mean loss over the last ``last_steps`` training steps of every model: ``[models]``.
 
         The paper's final loss (its code logs every step); with ``log_every`` > 1 this is
         the mean of the last ``last_steps // log_every`` logged windows (at least one).
+        With ``step``, the same over the steps before ``step`` (the loss at a snapshot).
         NaN for a model that diverged.
         """
         windows = max(1, last_steps // self.spec.log_every)
-        return self.losses[:, -windows:].mean(axis=1)
+        end = self.losses.shape[1] if step is None else step // self.spec.log_every
+        return self.losses[:, max(0, end - windows) : end].mean(axis=1)
 
-    def table(self):
-        """The model table as a pandas DataFrame, with ``final_loss``."""
+    def to_xarray(self, steps: str = "all"):
+        """The run as an ``xarray.Dataset``: one dimension per grid axis that varies, and ``step``
+        (see :mod:`supjax.labelled`); with the run directory's summary and trajectory tables."""
+        from supjax import labelled
+
+        return labelled.to_xarray(self, self.path, steps)
+
+    def table(self, step: int | None = None):
+        """The model table as a pandas DataFrame, with ``final_loss`` (at ``step`` if given)."""
         import pandas as pd
 
         frame = pd.DataFrame(self.models, columns=COLUMNS)
-        frame["final_loss"] = self.final_loss()
-        frame["diverged"] = frame["diverged_at"] >= 0
+        frame["final_loss"] = self.final_loss(step=step)
+        diverged_at = frame["diverged_at"]
+        frame["diverged"] = (diverged_at >= 0) & (diverged_at < (self.spec.steps if step is None else step))
         return frame
 
 
@@ -177,7 +188,7 @@ def load_run(path: str | Path) -> Run:
         raise RunDirError(path, f"has a damaged file ({err}); rerun with --resume to rewrite it") from None
     if len(models) != spec.num_models or losses.shape != (spec.num_models, spec.num_logs):
         raise RunDirError(path, "its tables do not match its config; rerun with --resume to rewrite them")
-    return Run(spec, models, losses, _final_params(path, spec), probabilities, info)
+    return Run(spec, models, losses, _final_params(path, spec), probabilities, info, path)
 
 
 def _final_params(path: Path, spec: SweepSpec) -> dict[int, dict[str, np.ndarray]]:

@@ -72,9 +72,12 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
         for k, indices in enumerate(batches):
             the_layout = layout.plan(spec, indices, jax.device_count())
             manager = checkpoint.manager(checkpoint.batch_directory(out, k), spec.max_to_keep) if out else None
+            snapshots = None
+            if out is not None and spec.snapshot_schedule:
+                snapshots = checkpoint.manager(checkpoint.snapshot_directory(out, k), max_to_keep=None)
             report.start_batch(k, the_layout)
             try:
-                batch_losses, batch_states = train_batch(the_layout, manager, report, stop)
+                batch_losses, batch_states = train_batch(the_layout, manager, report, stop, snapshots)
             except Interrupted as stopped:
                 raise Interrupted(stopped.signum, stopped.step, spec.steps, k, len(batches), out) from None
             for group, state in zip(the_layout.groups, batch_states, strict=True):
@@ -84,6 +87,7 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
         run = _assemble(spec, rows, losses, states, report.seconds())
         if writer:
             _save_results(run, out)
+            run.path = Path(out)
         _sync_hosts("supjax: run saved")
     return run
 
@@ -153,7 +157,9 @@ def resolve_driving(spec: SweepSpec) -> SweepSpec:
     )
 
 
-def train_batch(the_layout: layout.Layout, manager=None, report=None, stop=None) -> tuple[np.ndarray, tuple]:
+def train_batch(
+    the_layout: layout.Layout, manager=None, report=None, stop=None, snapshots=None
+) -> tuple[np.ndarray, tuple]:
     """Train the models of ``the_layout`` to the last step; return (losses, final states).
 
     ``losses: [len(the_layout.rows), steps // log_every]`` in the layout's row order; the
@@ -161,7 +167,8 @@ def train_batch(the_layout: layout.Layout, manager=None, report=None, stop=None)
     batch starts from its newest readable checkpoint and saves one every
     ``spec.checkpoint_every`` steps and at the end. ``report`` (a :class:`_Report`) hears of
     every chunk; when ``stop`` has caught a signal, the batch checkpoints the step it reached
-    and raises :class:`Interrupted`.
+    and raises :class:`Interrupted`. With a ``snapshots`` manager the parameters of every
+    model are kept at each step of ``spec.snapshot_schedule`` (chunks end there).
     """
     spec, static, devices = the_layout.spec, the_layout.static, the_layout.devices
     hypers = _put(tuple(g.hyper for g in the_layout.groups), devices, sharded=True)
@@ -184,10 +191,11 @@ def train_batch(the_layout: layout.Layout, manager=None, report=None, stop=None)
         report.chunk(done * spec.log_every, saved_at, losses[:, :done], restored=True)
     chunk = _chunk_windows(the_layout)
     every = checkpoint_interval(spec) // spec.log_every
+    snapshot_at = [s // spec.log_every for s in spec.snapshot_schedule] if snapshots is not None else []
     while done < spec.num_logs:
         if stop is not None and stop.signum is not None:
             raise Interrupted(stop.signum, done * spec.log_every, spec.steps, 0, 1, None)
-        windows = min(chunk, spec.num_logs - done, every - done % every)
+        windows = min(chunk, spec.num_logs - done, every - done % every, *(w - done for w in snapshot_at if w > done))
         first = jnp.int32(done * spec.log_every)
         states, logs = program.train_chunk(static, states, hypers, streams, first, num_windows=windows)
         for group, log in zip(the_layout.groups, _to_host(_ready(logs)), strict=True):
@@ -195,6 +203,9 @@ def train_batch(the_layout: layout.Layout, manager=None, report=None, stop=None)
             losses[group.local_index[real], done : done + windows] = np.asarray(log).reshape(windows, -1).T[real]
         done += windows
         stopping = stop is not None and stop.signum is not None
+        if done in snapshot_at:  # before the checkpoint: a resume from it never skips a snapshot
+            kept = tuple({"params": state.params, "diverged_at": state.diverged_at} for state in states)
+            checkpoint.save(snapshots, done * spec.log_every, {"index": saved["index"], "states": kept})
         if manager is not None and (done % every == 0 or done == spec.num_logs or stopping):
             saved_at = done * spec.log_every
             by_name = tuple(state._asdict() for state in states)

@@ -1,0 +1,162 @@
+"""Training dynamics: parameter snapshots, trajectory.csv, their figures, and runs as labelled arrays."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from supjax import ConfigError, SweepSpec, load_run, run_sweep, snapshots
+from supjax.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("snapshots") / "run"
+    spec = SweepSpec(
+        n=48,
+        batch_size=128,
+        widths=(4, 8, 12),
+        weight_decays=(-1.0, 0.5),
+        alphas=(1.0,),
+        seeds=(0, 1),
+        steps=1000,
+        warmup_steps=50,
+        snapshot_steps=8,
+        progress=False,
+    )
+    run_sweep(spec, out=out)
+    assert main(["analyze", str(out), "--over-time"]) == 0
+    return out
+
+
+def test_over_time_gives_every_summary_metric_at_every_snapshot(run_dir):
+    trajectory = pd.read_csv(run_dir / "trajectory.csv")
+    summary = pd.read_csv(run_dir / "summary.csv")
+    steps = sorted(trajectory.step.unique())
+    assert len(steps) >= 8 and steps[-1] == 1000 and steps == snapshots.snapshot_steps(run_dir)
+    assert set(summary.columns) <= set(trajectory.columns)
+    last = trajectory[trajectory.step == 1000].sort_values("index").reset_index(drop=True)
+    for column in ("represented_fraction", "mean_squared_overlap", "etf_variance_ratio", "final_loss"):
+        np.testing.assert_array_equal(last[column].to_numpy(), summary[column].to_numpy())
+    # Superposition forms: under growth the share of represented features rises from the init's.
+    strong = trajectory[trajectory.weight_decay < 0].groupby("step").represented_fraction.mean()
+    assert strong.iloc[-1] > strong.iloc[0]
+    first = trajectory[trajectory.step == steps[0]]
+    assert not np.allclose(first.mean_squared_overlap, last.mean_squared_overlap)
+    exponents = pd.read_csv(run_dir / "exponents_over_time.csv", dtype={"seed": str})
+    assert sorted(exponents.step.unique()) == steps
+    final = pd.read_csv(run_dir / "exponents.csv", dtype={"seed": str})
+    at_end = exponents[exponents.step == 1000].reset_index(drop=True)
+    np.testing.assert_allclose(at_end.model_exponent, final.model_exponent, rtol=1e-12)
+
+
+def test_a_snapshot_holds_the_weights_of_that_step(run_dir):
+    run = load_run(run_dir)
+    final = snapshots.load_snapshot(run_dir, 1000)
+    for m, group in run.params.items():
+        np.testing.assert_array_equal(final[m]["W"], group["W"])
+        np.testing.assert_array_equal(final[m]["index"], group["index"])
+        assert np.all(final[m]["diverged_at"] == -1)
+    early = snapshots.load_snapshot(run_dir, snapshots.snapshot_steps(run_dir)[0])
+    assert not np.allclose(early[4]["W"], final[4]["W"])
+
+
+def test_the_run_as_labelled_arrays(run_dir):
+    ds = load_run(run_dir).to_xarray()
+    assert {"m", "weight_decay", "step", "seed"} <= set(ds.dims) and "distribution" not in ds.dims
+    assert ds.sizes["m"] == 3 and ds.sizes["step"] == 100 and int(ds.is_snapshot.sum()) >= 8
+    summary = pd.read_csv(run_dir / "summary.csv")
+    row = summary[(summary.m == 8) & (summary.weight_decay == 0.5) & (summary.seed == 1)].iloc[0]
+    assert float(ds.final_loss.sel(m=8, weight_decay=0.5, seed=1)) == pytest.approx(row.final_loss)
+    assert float(ds.represented_fraction.sel(m=8, weight_decay=0.5, seed=1, step=1000)) == row.represented_fraction
+    # A phase diagram is a .sel and a .mean: the mean over seeds, width by weight decay.
+    phase = ds.final_loss.mean("seed")
+    expected = summary.groupby(["m", "weight_decay"]).final_loss.mean().unstack()
+    np.testing.assert_allclose(phase.transpose("m", "weight_decay").values, expected.values, rtol=1e-6)
+    # The loss curves: logged windows of every model.
+    run = load_run(run_dir)
+    index = int(row["index"])
+    np.testing.assert_array_equal(ds.loss.sel(m=8, weight_decay=0.5, seed=1).values, run.losses[index])
+    snap = load_run(run_dir).to_xarray(steps="snapshots")
+    assert snap.sizes["step"] == len(snapshots.snapshot_steps(run_dir))
+    assert not np.isnan(snap.mean_squared_overlap.values).any()
+
+
+def test_without_xarray_the_error_is_one_line(run_dir, monkeypatch):
+    from supjax import SupjaxError
+
+    monkeypatch.setitem(sys.modules, "xarray", None)
+    with pytest.raises(SupjaxError, match=r'pip install "supjax\[xarray\]"'):
+        load_run(run_dir).to_xarray()
+
+
+def test_training_figures_are_drawn_when_a_run_has_snapshots(tmp_path):
+    spec = SweepSpec(
+        n=5, batch_size=256, widths=(2, 3), weight_decays=(-1.0, 0.3), distribution=("power:0.3",),
+        steps=600, warmup_steps=30, snapshot_steps=6, progress=False,
+    )  # fmt: skip
+    run_sweep(spec, out=tmp_path / "run")
+    assert main(["plot", str(tmp_path / "run")]) == 0
+    figures = tmp_path / "run" / "figures"
+    for name in ("metrics_over_time.png", "model_exponent_over_time.png", "features_2d_over_training.gif"):
+        assert (figures / name).stat().st_size > 5_000, name
+    from PIL import Image
+
+    with Image.open(figures / "features_2d_over_training.gif") as gif:
+        assert gif.n_frames == len(snapshots.snapshot_steps(tmp_path / "run"))
+
+
+def test_bad_snapshot_steps_are_config_errors():
+    spec = SweepSpec(n=48, widths=(4,), steps=1000, progress=False)
+    for bad in (0, [15], [10, 10], [2000], "eight"):
+        with pytest.raises(ConfigError, match="snapshot_steps"):
+            spec.replace(snapshot_steps=bad)
+    assert spec.replace(snapshot_steps=[500, 20]).snapshot_schedule == (20, 500)
+
+
+CONFIG = """
+n = 200
+batch_size = 256
+widths = [8, 16]
+weight_decays = [-1.0, 1.0]
+steps = 3000
+warmup_steps = 100
+chunk_steps = 100
+checkpoint_every = 500
+snapshot_steps = [300, 1000, 2000, 3000]
+"""
+
+
+def test_a_sweep_killed_between_snapshots_resumes_to_the_same_snapshots_bitwise(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(CONFIG)
+    reference = tmp_path / "whole"
+    run_sweep(SweepSpec.from_toml(config).replace(progress=False), out=reference)
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "supjax.cli", "sweep", str(config), "--out", str(out), "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while snapshots.snapshot_steps(out) != [300, 1000]:
+        assert process.poll() is None and time.time() < deadline, process.stderr.read() if process.poll() else ""
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = snapshots.snapshot_steps(out)
+    assert kept[:2] == [300, 1000] and 3000 not in kept and not (out / "losses.npy").exists()
+    with pytest.warns(UserWarning, match="taking over the lock"):  # the killed sweep could not release it
+        assert main(["sweep", str(config), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert snapshots.snapshot_steps(out) == snapshots.snapshot_steps(reference) == [300, 1000, 2000, 3000]
+    for step in (300, 1000, 2000, 3000):
+        ours, theirs = snapshots.load_snapshot(out, step), snapshots.load_snapshot(reference, step)
+        for m in ours:
+            for key in ("W", "b", "diverged_at", "index"):
+                np.testing.assert_array_equal(ours[m][key], theirs[m][key])
+    shutil.rmtree(reference)
