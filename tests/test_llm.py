@@ -1,4 +1,3 @@
-import argparse
 import importlib.util
 import json
 import sys
@@ -9,21 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supjax import llm, metrics
-from supjax.config import ConfigError
+from supjax import InputFileError, WeightFileError, llm, metrics, plots
+from supjax.cli import main
 
 STORAGE_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
-
-
-def cli(argv: list[str]) -> int:
-    """What ``supjax.cli.main`` does with these commands: run, or print the one-line error and return 2."""
-    parser = argparse.ArgumentParser(prog="supjax")
-    llm.add_llm_commands(parser.add_subparsers(dest="command", required=True))
-    try:
-        return llm.run_llm_command(parser.parse_args(argv))
-    except ConfigError as err:
-        print(f"supjax: error: {err}", file=sys.stderr)
-        return 2
 
 
 def unit_rows(W) -> np.ndarray:
@@ -98,7 +86,8 @@ def test_sharded_safetensors_by_index_and_by_folder(tmp_path):
     np.testing.assert_allclose(report["mean_squared_overlap"], reference["mean_squared_overlap"], rtol=1e-5)
 
 
-def test_hub_cache_repo_id_and_npy_npz(tmp_path, monkeypatch):
+def test_hub_cache_repo_id_and_npy_npz(tmp_path, monkeypatch, capsys):
+    constants = pytest.importorskip("huggingface_hub.constants")
     W = np.random.default_rng(2).normal(size=(30, 6)).astype(np.float32)
     repo = tmp_path / "hub" / "models--someone--tiny-lm"
     snapshot = repo / "snapshots" / "0123abcd"
@@ -106,11 +95,15 @@ def test_hub_cache_repo_id_and_npy_npz(tmp_path, monkeypatch):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0123abcd")
     llm.save_safetensors(snapshot / "model.safetensors", {"transformer.wte.weight": W, "transformer.wpe.weight": W})
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     for where in ("someone/tiny-lm", repo):
         found = llm.load_matrix(where)
-        assert found.tensor == "transformer.wte.weight"
+        assert found.tensor == "transformer.wte.weight" and found.source.parent == snapshot
         np.testing.assert_array_equal(found.values, W)
+    assert main(["llm", "someone/other-lm"]) == 2  # not downloaded: say so, download nothing
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config field" not in err
+    assert "nor such a model in the local hub cache" in err and "hf download someone/other-lm" in err
 
     np.save(tmp_path / "head.npy", W)
     np.testing.assert_array_equal(llm.load_matrix(tmp_path / "head.npy").values, W)
@@ -184,6 +177,56 @@ def test_analysis_matches_etf_likeness_and_sampling_is_seeded():
     assert first["mean_squared_overlap"] == llm.analyze_matrix(W, sample_rows=100, seed=7)["mean_squared_overlap"]
 
 
+def test_streamed_pair_sums_equal_the_dense_float64_computation():
+    rng = np.random.default_rng(9)
+    W = rng.normal(size=(203, 12)).astype(ml_dtypes.bfloat16)
+    W[17] = 0  # no direction: its overlaps are 0 and it still counts among the pairs
+    norms = np.linalg.norm(np.asarray(W, np.float64), axis=1)
+    device = llm.head._device(None)
+    shift = 0.05
+    sums = llm.overlaps.pair_sums(W, norms, shift, block_rows=64, device=device)  # 4 blocks, the last short
+    w = np.divide(np.asarray(W, np.float64), norms[:, None], out=np.zeros((203, 12)), where=norms[:, None] > 0)
+    o = w @ w.T
+    off = ~np.eye(203, dtype=bool)
+    np.testing.assert_allclose(sums.abs_overlap, np.where(off, np.abs(o), 0).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(sums.squared_overlap, np.where(off, o**2, 0).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(sums.squared_deviation, np.where(off, (o**2 - shift) ** 2, 0).sum(1), rtol=1e-5)
+    assert sums.coherence == pytest.approx(np.abs(o[off]).max(), rel=1e-6)
+
+    passed = llm.overlaps.row_pass(W, 64, device)
+    np.testing.assert_allclose(passed.norms, norms, rtol=1e-6)
+    exact = llm.analyze_matrix(W, block_size=50, pairwise=False)
+    assert exact["mean_squared_overlap"] == pytest.approx(np.mean(o[off] ** 2), rel=1e-6)
+    assert np.isnan(exact["mean_abs_overlap"]) and np.isnan(exact["coherence"])
+
+
+def clustered_head(n: int = 3000, m: int = 16, seed: int = 10) -> np.ndarray:
+    """Rows near a few shared directions and rows at random: pair statistics that vary from row to row."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, m))
+    clustered = centres[rng.integers(0, 4, n // 3)] + 0.4 * rng.normal(size=(n // 3, m))
+    return np.concatenate([clustered, rng.normal(size=(n - n // 3, m))]).astype(np.float32)
+
+
+def test_sampled_rows_give_intervals_that_cover_the_exact_values_at_their_level():
+    W = clustered_head()
+    exact = llm.analyze_matrix(W, block_size=1024)
+    keys = ("mean_squared_overlap", "mean_abs_overlap", "etf_variance_ratio", "mean_norm")
+    draws = [llm.analyze_matrix(W, sample_rows=150, seed=seed) for seed in range(60)]
+    for key in keys:
+        estimates = np.array([d[key] for d in draws])
+        low, high = np.array([d[f"{key}_ci"] for d in draws]).T
+        coverage = np.mean((low <= exact[key]) & (exact[key] <= high))
+        assert 0.85 <= coverage <= 1.0, (key, coverage)
+        # The interval's half-width is 1.96 standard errors: it must match the spread of the draws.
+        ratio = np.mean((high - low) / (2 * 1.96)) / np.std(estimates, ddof=1)
+        assert 0.7 < ratio < 1.4, (key, ratio)
+    first = draws[0]
+    assert first["n"] == first["sampled_rows"] == 150 and first["total_rows"] == 3000
+    assert first["welch_bound"] == exact["welch_bound"]  # estimates of the whole head's statistics
+    assert first["coherence"] <= exact["coherence"] and "coherence_ci" not in first
+
+
 # ---- a real trained model ----------------------------------------------------------------------
 
 
@@ -243,13 +286,13 @@ def test_token_counts_and_rank_frequency_exponent(tmp_path):
     counts = llm.count_tokens(np.array_split(ids, 40))
     fit = llm.rank_frequency_fit(counts, max_rank=300)
     assert fit.exponent == pytest.approx(1.2, abs=0.05) and fit.n_points == 300
-    paths = llm.plot_rank_frequency(counts, fit, tmp_path / "zipf")
+    paths = plots.save(llm.plot_rank_frequency(counts, fit), tmp_path / "zipf")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
 
 
-def test_tokenizers_missing_is_a_config_error(monkeypatch, tmp_path):
+def test_tokenizers_missing_is_an_input_file_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tokenizers", None)
-    with pytest.raises(ConfigError, match=r'pip install "supjax\[llm\]"'):
+    with pytest.raises(InputFileError, match=r'pip install "supjax\[llm\]"'):
         llm.count_tokens_in_files(tmp_path / "tokenizer.json", [])
 
 
@@ -288,7 +331,7 @@ def test_grouped_fit_recovers_planted_exponent(tmp_path, capsys):
     # The CLI reads widths from the package table when the column is left out.
     path = tmp_path / "losses.csv"
     table.drop(columns="width").to_csv(path, index=False)
-    assert cli(["llm-fit", str(path), "--json"]) == 0
+    assert main(["llm-fit", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["exponent"] == pytest.approx(fit.exponent, rel=1e-6)
     assert report["chinchilla_width_exponent"] == pytest.approx(0.876, abs=1e-3)
@@ -301,14 +344,14 @@ def test_chinchilla_width_exponent():
     assert llm.chinchilla_width_exponent() == pytest.approx(0.88, abs=0.005)  # the paper's value
     assert llm.chinchilla_width_exponent("hoffmann2022") == pytest.approx(0.857, abs=1e-3)
     assert llm.chinchilla_width_exponent("hoffmann2022", parameter_width_exponent=3) == pytest.approx(1.02)
-    with pytest.raises(ConfigError, match="unknown Chinchilla fit"):
+    with pytest.raises(ValueError, match="unknown Chinchilla fit"):
         llm.chinchilla_width_exponent("kaplan")
 
 
 # ---- bad input: one line, naming the path or tensor and the fix ------------------------------------
 
 
-def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
+def bad_weight_files(tmp_path: Path) -> list[tuple[list[str], str]]:
     good = tmp_path / "good.safetensors"
     llm.save_safetensors(good, {"lm_head.weight": np.ones((20, 4), np.float32), "bias": np.ones(4, np.float32)})
     text = tmp_path / "notes.safetensors"
@@ -325,41 +368,53 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         ([str(tmp_path / "table.txt")], "unknown format"),
         ([str(good), "--tensor", "lm_head.weigth"], "did you mean 'lm_head.weight'"),
         ([str(good), "--tensor", "bias"], "need a 2-D [vocab, width] matrix"),
-        ([str(truncated)], "file is truncated"),
+        ([str(truncated)], "is truncated"),
         ([str(npy)], "truncated or corrupt"),
-        ([str(tmp_path / "pytorch_model.bin")], "need torch"),
-        ([str(tmp_path / "missing.safetensors")], "file not found"),
+        ([str(tmp_path / "pytorch_model.bin")], "needs torch"),
+        ([str(tmp_path / "missing.safetensors")], "not found"),
     ]
 
 
-def test_bad_input_is_one_line_error_with_exit_2(tmp_path, capsys):
-    for arguments, words in bad_inputs(tmp_path):
-        with pytest.raises(ConfigError) as err:
-            llm.analyze_path(*arguments[:1], tensor=arguments[2] if len(arguments) > 2 else None)
-        message = str(err.value)
-        assert words in message and "\n" not in message, message
-        assert arguments[-1] in message or Path(arguments[0]).name in message, message
+def test_a_missing_or_damaged_weight_file_is_one_line_in_its_own_words(tmp_path, capsys):
+    for arguments, words in bad_weight_files(tmp_path):
+        with pytest.raises(WeightFileError) as err:
+            llm.analyze_path(arguments[0], tensor=arguments[2] if len(arguments) > 2 else None)
+        assert err.value.path == arguments[0] and words in err.value.problem, str(err.value)
 
-        assert cli(["llm", *arguments]) == 2
-        captured = capsys.readouterr()
-        assert captured.err.startswith("supjax: error: ") and captured.err.count("\n") == 1
-        assert "Traceback" not in captured.err and words in captured.err
+        assert main(["llm", *arguments, "--quiet"]) == 2
+        message = capsys.readouterr().err
+        assert message == f"supjax: error: weight file {arguments[0]}: {err.value.problem}\n", message
+        assert "config field" not in message
 
 
-def test_bad_width_tables(tmp_path, capsys):
+def test_bad_tables_and_options_are_one_line(tmp_path, capsys):
     path = tmp_path / "t.csv"
-    path.write_text("family,model,dataset,loss\nOPT,unknown-model,c4,2.0\n")
-    assert cli(["llm-fit", str(path)]) == 2
-    assert "no width for models ['unknown-model']" in capsys.readouterr().err
-    path.write_text("family,model,width\nOPT,x,10\n")
-    assert cli(["llm-fit", str(path)]) == 2
-    assert "missing columns ['dataset', 'loss']" in capsys.readouterr().err
+    weights = tmp_path / "w.npy"
+    np.save(weights, np.ones((10, 4), np.float32))
+    cases = [
+        ("family,model,dataset,loss\nOPT,unknown-model,c4,2.0\n", ["llm-fit", str(path)], "no width for models"),
+        ("family,model,width\nOPT,x,10\n", ["llm-fit", str(path)], "has no columns ['dataset', 'loss']"),
+        (None, ["llm-fit", str(tmp_path / "none.csv")], f"file {tmp_path / 'none.csv'}: not found"),
+        (None, ["llm", str(weights), "--sample-rows", "2"], "option --sample-rows = 2"),
+        (None, ["llm", str(weights), "--tensor", "x"], "option --tensor = 'x'"),
+        (None, ["llm", str(weights), "--device", "nonesuch"], "option --device = 'nonesuch'"),
+    ]
+    for table, argv, words in cases:
+        if table is not None:
+            path.write_text(table)
+        assert main(argv) == 2
+        message = capsys.readouterr().err
+        assert message.startswith("supjax: error: ") and message.count("\n") == 1, message
+        assert words in message and "config field" not in message, message
+    path.write_text(planted_table(0.9).to_csv(index=False))
+    assert main(["llm-fit", str(path), "--group-by", "family,nonesuch", "--no-plot"]) == 2
+    assert "option --group-by = 'family,nonesuch': name columns of the table" in capsys.readouterr().err
 
 
-def test_llm_command_prints_json(tmp_path, capsys):
+def test_llm_command_prints_json_and_text(tmp_path, capsys):
     W = np.random.default_rng(8).normal(size=(64, 8)).astype(ml_dtypes.bfloat16)
     llm.save_safetensors(tmp_path / "model.safetensors", {"lm_head.weight": W})
-    assert cli(["llm", str(tmp_path), "--json", "--block-size", "16", "--device", "cpu"]) == 0
+    assert main(["llm", str(tmp_path), "--json", "--block-size", "16", "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
     for key in (
         "mean_squared_overlap",
@@ -374,3 +429,10 @@ def test_llm_command_prints_json(tmp_path, capsys):
     ):
         assert isinstance(report[key], float), key
     assert report["tensor"] == "lm_head.weight" and report["dtype"] == "bfloat16" and report["block_size"] == 16
+    assert report["sampled_rows"] is None and "mean_squared_overlap_ci" not in report
+
+    assert main(["llm", str(tmp_path), "--sample-rows", "20", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    line = next(x for x in lines if x.split()[0] == "mean_squared_overlap")
+    estimate, low, high = (float(x.strip("[],")) for x in line.split()[1:])
+    assert low < estimate < high

@@ -1,0 +1,156 @@
+"""Norms, frame operator and pairwise overlaps of a matrix too large to hold upcast, block by block.
+
+An LM head ``W: [n, m]`` (152 000 x 8192 in bfloat16 is 2.5 GB) is read in row blocks of its
+stored dtype, straight from a memory map; no float32 copy of the whole matrix is ever made
+(one would be 5 GB for that head, and XLA makes one when a product has W as an operand).
+
+* :func:`row_pass`: the norms ||W_i|| and the frame operator S = sum_i w_i w_i^T
+  (:func:`supjax.metrics.frame_operator` of each block, summed in float64). S gives the mean
+  squared overlap and the tight-frame distance exactly, in O(n m^2).
+* :func:`pair_sums`: per row i, the sums over j != i of |o_ij|, o_ij^2 and (o_ij^2 - c)^2, and
+  the largest |o_ij|, for o_ij = w_i . w_j. Each unordered pair of row blocks is multiplied
+  once (n^2 m flops in all), in the stored dtype with float32 accumulation (products of
+  bfloat16 or float16 numbers are exact in float32); sums are float64 on the host. Per-row
+  sums are what a jackknife over sampled rows needs (:mod:`supjax.llm.head`).
+
+:mod:`supjax.metrics` computes the same statistics for stacks of toy models held on the
+device; this module exists for one matrix streamed from disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from supjax import metrics
+
+
+def default_block_rows(n: int, device: jax.Device) -> int:
+    """Rows per block: 2048 on a CPU (a 16 MiB float32 slab of overlaps), 8192 on an accelerator."""
+    return int(min(n, 2048 if device.platform == "cpu" else 8192))
+
+
+def _block(W, start: int, stop: int, device: jax.Device) -> jax.Array:
+    """Rows ``[start, stop)`` of ``W`` on ``device``, in their stored dtype (float64 as float32 without x64)."""
+    rows = np.asarray(W[start:stop])
+    if rows.dtype == np.float64 and not jax.config.jax_enable_x64:
+        rows = rows.astype(np.float32)
+    return jax.device_put(rows, device)
+
+
+def _starts(n: int, block_rows: int) -> list[int]:
+    return list(range(0, n, block_rows))
+
+
+class RowPass(NamedTuple):
+    """What one pass over the rows gives: ``norms: [n]`` and the frame operator, both float64 numpy."""
+
+    norms: np.ndarray
+    frame: metrics.FrameOperator
+
+
+def row_pass(W, block_rows: int, device: jax.Device) -> RowPass:
+    """Norms ||W_i|| and S = sum_i w_i w_i^T of ``W: [n, m]`` (w_i = W_i / ||W_i||), block by block."""
+    n, m = W.shape
+    norms = np.empty(n)
+    total = metrics.FrameOperator(np.zeros((m, m)), 0.0, 0.0, 0.0)
+    for start in _starts(n, block_rows):
+        stop = min(start + block_rows, n)
+        rows = _block(W, start, stop, device)
+        norms[start:stop] = np.asarray(metrics.row_norms(rows), np.float64)
+        part = metrics.frame_operator(rows, block_size=stop - start)
+        total = metrics.FrameOperator(*(t + np.asarray(p, np.float64) for t, p in zip(total, part, strict=True)))
+    return RowPass(norms, total)
+
+
+class PairSums(NamedTuple):
+    """Sums over the other rows j != i of each row i, float64 ``[n]``; overlaps o_ij = w_i . w_j."""
+
+    abs_overlap: np.ndarray
+    """sum_{j != i} |o_ij|."""
+    squared_overlap: np.ndarray
+    """sum_{j != i} o_ij^2."""
+    squared_deviation: np.ndarray
+    """sum_{j != i} (o_ij^2 - shift)^2 (a shift near the mean keeps Var(o^2) free of cancellation)."""
+    coherence: float
+    """max_{i != j} |o_ij|."""
+    shift: float
+
+
+@functools.partial(jax.jit, static_argnames="same_block")
+def _block_pair(A, B, inverse_a, inverse_b, shift, same_block: bool):
+    """Row sums (for A's rows) and column sums (for B's rows) of |o|, o^2, (o^2 - shift)^2, and max |o|."""
+    dtype = jnp.promote_types(A.dtype, jnp.float32)
+    gram = lax.dot_general(
+        A, B, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST, preferred_element_type=dtype
+    )
+    overlaps = gram * inverse_a.astype(dtype)[:, None] * inverse_b.astype(dtype)[None, :]
+    if same_block:
+        counted = ~jnp.eye(A.shape[0], dtype=bool)
+    else:
+        counted = jnp.ones(overlaps.shape, dtype=bool)
+    magnitude = jnp.where(counted, jnp.abs(overlaps), 0.0)
+    squared = jnp.square(magnitude)
+    deviation = jnp.where(counted, jnp.square(squared - shift), 0.0)
+    sums = (magnitude, squared, deviation)
+    return (
+        jnp.stack([jnp.sum(s, axis=1) for s in sums]),
+        jnp.stack([jnp.sum(s, axis=0) for s in sums]),
+        jnp.max(magnitude),
+    )
+
+
+def pair_sums(
+    W, norms: np.ndarray, shift: float, block_rows: int, device: jax.Device, progress: bool = False
+) -> PairSums:
+    """:class:`PairSums` of ``W: [n, m]`` over every ordered pair i != j, by blocks of ``block_rows``.
+
+    ``norms``: ``[n]`` row norms (from :func:`row_pass`); rows of norm <= 1e-12 have no
+    direction and are given w_i = 0, as in :mod:`supjax.metrics`. ``progress``: a tqdm bar on
+    stderr counting block pairs.
+    """
+    from tqdm.auto import tqdm
+
+    n = W.shape[0]
+    inverse = np.where(norms > metrics.ZERO_ROW_NORM, 1.0 / np.maximum(norms, metrics.ZERO_ROW_NORM), 0.0)
+    inverse = inverse.astype(np.float32)
+    totals = np.zeros((3, n))
+    largest = 0.0
+    starts = _starts(n, block_rows)
+    pairs = [(i, j) for i in range(len(starts)) for j in range(i, len(starts))]
+    bar = tqdm(total=len(pairs), desc="overlaps", unit="block pair", disable=not progress, file=sys.stderr)
+
+    def span(index):
+        return starts[index], min(starts[index] + block_rows, n)
+
+    def drain(job):
+        nonlocal largest
+        (a0, a1), (b0, b1), (rows, columns, biggest) = job
+        totals[:, a0:a1] += np.asarray(rows, np.float64)
+        if (a0, a1) != (b0, b1):
+            totals[:, b0:b1] += np.asarray(columns, np.float64)
+        largest = max(largest, float(biggest))
+        bar.update()
+
+    pending, row_block, row_index = [], None, None
+    for i, j in pairs:
+        (a0, a1), (b0, b1) = span(i), span(j)
+        if row_index != i:
+            row_block, row_index = _block(W, a0, a1, device), i
+        column_block = row_block if i == j else _block(W, b0, b1, device)
+        outputs = _block_pair(
+            row_block, column_block, inverse[a0:a1], inverse[b0:b1], np.float32(shift), same_block=i == j
+        )
+        pending.append(((a0, a1), (b0, b1), outputs))
+        if len(pending) > 1:  # one product in flight while the next block is read: bounded memory
+            drain(pending.pop(0))
+    for job in pending:
+        drain(job)
+    bar.close()
+    return PairSums(totals[0], totals[1], totals[2], largest, float(shift))
