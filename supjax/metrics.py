@@ -346,6 +346,18 @@ def weighted_squared_overlap(W, weights=None, normalise: bool = True, block_size
     return squared_overlap_from_frame(frame_operator(W, weights, normalise, block_size))
 
 
+def represented_squared_overlap(W, threshold: float = 1.0, block_size: int | None = None) -> jax.Array:
+    """Mean (w_i . w_j)^2 over pairs of features with ||W_i||, ||W_j|| > ``threshold``: ``[models]``.
+
+    With t = 1, the pairs of strongly represented features (the phi_1 rows): the measure
+    that reproduces the paper's Fig. 6d, about 1/m at every width in strong superposition
+    (see REPRODUCTION.md), where the mean over all pairs also counts the weakly represented
+    rows, which share directions. NaN with fewer than two such rows.
+    """
+    kept = (row_norms(W) > threshold).astype(jnp.float32)
+    return weighted_squared_overlap(W, kept, block_size=block_size)
+
+
 # ---- reference values for n unit vectors in R^m -----------------------------------------------
 
 
@@ -489,16 +501,35 @@ def feature_dimensionality(W, block_size: int | None = None) -> jax.Array:
     return _unstack(_feature_dimensionality(W, _block_size(block_size, n, models)), single)
 
 
-def unlearned_loss(W, p, threshold: float = 0.5) -> jax.Array:
-    """The weak-regime loss prediction: sum_{i : ||W_i|| <= t} ((4/3) p_i - p_i^2). ``-> [models]``.
+def superposition(W, block_size: int | None = None) -> jax.Array:
+    """How much each feature shares its dimensions: sum_{j != i} (w_i . W_j)^2 / ||W_i||^2.
 
-    An unlearned feature is best served by its bias alone (y_i = E[x_i] = p_i), which costs
-    Var(x_i) = (4/3) p_i - p_i^2 for x_i = u_i v_i, u_i ~ Bernoulli(p_i), v_i ~ U(0, 2).
-    ``p`` is ``[n]`` (shared) or ``[models, n]``; t = ``threshold`` (default 1/2, as phi_{1/2}).
+    ``[models, n, m] -> [models, n]`` (or ``[n, m] -> [n]``), w_i = W_i / ||W_i||. It equals
+    1/D_i - 1 with D_i the :func:`feature_dimensionality`: 0 for a feature with dimensions
+    of its own, 1 for each of an antipodal pair of equal norms, 2 cos^2(72°) + 2 cos^2(144°)
+    = 3/2 for each vertex of a regular pentagon; 0 for a zero row. TMS colours its norm bars
+    by the unnormalised sum_{j != i} (w_i . W_j)^2 (the notebook's ``render_features`` by
+    its square root); dividing by ||W_i||^2 makes it a property of the directions alone.
+    """
+    dimensionality = feature_dimensionality(W, block_size)
+    shared = dimensionality > 0
+    return jnp.where(shared, 1.0 / jnp.where(shared, dimensionality, 1.0) - 1.0, 0.0)
+
+
+def unlearned_loss(W, p, threshold: float = 0.5, value_max: float = 2.0, importance=None) -> jax.Array:
+    """The weak-regime loss prediction: sum_{i : ||W_i|| <= t} I_i Var(x_i). ``-> [models]``.
+
+    An unlearned feature is best served by its bias alone (y_i = E[x_i]), which costs
+    Var(x_i) = p_i a^2/3 - p_i^2 a^2/4 for x_i = u_i v_i, u_i ~ Bernoulli(p_i), v_i ~ U(0, a):
+    (4/3) p_i - p_i^2 for the paper's a = 2 (``value_max``), p_i/3 - p_i^2/4 for TMS's a = 1.
+    ``p`` and ``importance`` (I, default 1) are ``[n]`` (shared) or ``[models, n]``;
+    t = ``threshold`` (default 1/2, as phi_{1/2}).
     """
     norms = row_norms(W)
     p = jnp.asarray(p, norms.dtype)
-    variance = (4.0 / 3.0) * p - jnp.square(p)
+    variance = (value_max**2 / 3.0) * p - (value_max**2 / 4.0) * jnp.square(p)
+    if importance is not None:
+        variance = variance * jnp.asarray(importance, norms.dtype)
     return jnp.sum(jnp.where(norms <= threshold, variance, 0.0), axis=-1)
 
 
