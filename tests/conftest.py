@@ -1,6 +1,18 @@
 import logging
+import subprocess
+import sys
 
 import pytest
+
+
+def sweep_cli(*args):
+    """``supjax sweep ARGS --quiet`` in a subprocess (stdout and stderr piped, text)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "supjax.cli", "sweep", *map(str, args), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 class CompileLog:

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import sweep_cli
 
 from supjax import RunDirError, SweepSpec, load_run, run_sweep
 from supjax.cli import main
@@ -30,15 +31,6 @@ def write_config(tmp_path, steps=400, every=50):
     path = tmp_path / f"c{steps}.toml"
     path.write_text(CONFIG.format(steps=steps, every=every))
     return path
-
-
-def sweep_cli(*args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "supjax.cli", "sweep", *map(str, args), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def assert_same_run(a, b):

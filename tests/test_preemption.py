@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import sweep_cli
 
 from supjax import CheckpointError, SupjaxError, SweepSpec, load_run, lock, run_sweep
 from supjax.cli import main
@@ -25,15 +26,6 @@ warmup_steps = 100
 checkpoint_every = 6000
 chunk_steps = 500
 """
-
-
-def sweep_cli(*args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "supjax.cli", "sweep", *map(str, args), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for_step(out, process, at_least: int = 1, timeout: float = 120):
