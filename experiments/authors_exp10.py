@@ -25,7 +25,7 @@ import json
 import shutil
 from pathlib import Path
 
-import common  # first: puts the working tree's supjax on the path
+import common
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 
-import common  # first: puts the working tree's supjax on the path
+import common
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure

@@ -29,7 +29,7 @@ import argparse
 import json
 import time
 
-import common  # first: puts the working tree's supjax on the path
+import common
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -193,9 +193,7 @@ def draw(results: dict, figures) -> None:
             " SGD at the same decay per step",
             fontsize=9,
         )
-        figures.mkdir(parents=True, exist_ok=True)
-        for ext in ("png", "pdf"):
-            fig.savefig(figures / f"ce_decay.{ext}", dpi=150)
+        plots.save(fig, figures / "ce_decay")
 
 
 def report(results: dict) -> None:

@@ -12,25 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
+import numpy as np
+import pandas as pd
+
+from supjax import SweepSpec, analysis, fit, plots
+from supjax.config import RESOLVED_FIELDS, RESULT_FIELDS
+
 EXPERIMENTS = Path(__file__).resolve().parent
 REPO = EXPERIMENTS.parent
-if str(REPO) not in sys.path:  # the working tree's supjax, not an older installed copy
-    sys.path.insert(0, str(REPO))
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from supjax import SweepSpec, analysis, fit, plots  # noqa: E402
-from supjax.config import RESOLVED_FIELDS, RESULT_FIELDS  # noqa: E402
 
 SCALES = ("smoke", "quick", "paper")
 

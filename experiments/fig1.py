@@ -13,7 +13,7 @@ others); (c) the frequencies themselves. Headline numbers go to
 
 from __future__ import annotations
 
-import common  # first: puts the working tree's supjax on the path
+import common
 import numpy as np
 from matplotlib.figure import Figure
 

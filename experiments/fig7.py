@@ -11,7 +11,7 @@ numbers go to ``<out>/numbers.json``.
 
 from __future__ import annotations
 
-import common  # first: puts the working tree's supjax on the path
+import common
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import common  # first: puts the working tree's supjax on the path
+import common
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
@@ -67,37 +67,6 @@ def alpha_colours(alphas):
     return matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis")
 
 
-def phase_table(frame, value: str):
-    return frame.groupby(["alpha", "weight_decay"])[value].mean().unstack("weight_decay").sort_index()
-
-
-def edges(centres: np.ndarray) -> np.ndarray:
-    if len(centres) == 1:
-        return np.array([centres[0] - 0.5, centres[0] + 0.5])
-    middle = (centres[1:] + centres[:-1]) / 2
-    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
-
-
-def phase_panel(fig, ax, table, label: str, cmap: str, vmin=None, vmax=None, annotate: bool = True):
-    """One cell per (gamma, alpha) of the grid, equal widths (the paper's gammas are not evenly spaced here)."""
-    gammas, alphas = table.columns.to_numpy(float), table.index.to_numpy(float)
-    values = table.to_numpy(float)
-    x = np.arange(len(gammas))
-    mesh = ax.pcolormesh(edges(x.astype(float)), edges(alphas), values, cmap=cmap, vmin=vmin, vmax=vmax)
-    fig.colorbar(mesh, ax=ax, label=label)
-    if annotate and values.size <= 200:
-        low, high = mesh.norm.vmin, mesh.norm.vmax
-        for i, a in enumerate(alphas):
-            for j in x:
-                v = values[i, j]
-                if np.isfinite(v):
-                    dark = (v - low) / max(high - low, 1e-12) < 0.55
-                    ax.text(j, a, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if dark else "k")
-    ax.set_xticks(x, [f"{g:.2f}" for g in gammas], rotation=45 if len(gammas) > 6 else 0)
-    ax.axvline(np.sum(gammas < 0) - 0.5, color="k", lw=1, ls=":")
-    ax.set(xlabel=r"weight decay $\gamma$", ylabel=r"data exponent $\alpha$")
-
-
 # ---- Fig. 3 -------------------------------------------------------------------------------------
 
 
@@ -118,7 +87,8 @@ def fig3(exp) -> Figure:
     ax1.set_title(rf"$\alpha$ = {alpha:g}; dotted: $m/n$", loc="right")
     ax1.legend(loc="center left")
     m = max(widths)
-    phase_panel(fig, ax2, phase_table(s[s.m == m], "represented_fraction"), r"$\phi_{1/2}$", "viridis", 0, 1)
+    table = plots.phase_table(s[s.m == m], "represented_fraction")
+    plots.phase_panel(fig, ax2, table, r"$\phi_{1/2}$", "viridis", 0, 1)
     ax2.set_title(f"m = {m}, n = {n}", loc="right")
     common.label_panels([ax1, ax2])
     return fig
@@ -146,8 +116,9 @@ def fig4(exp, fig1_run: Path) -> Figure:
     axes[0].legend(loc="lower left")
     fig.colorbar(colours, ax=axes[0], label=r"weight decay $\gamma$")
     axes[0].set(xlabel=r"data exponent $\alpha$", ylabel=r"$R^2$ of $\log L$ vs $\log m$", ylim=(None, 1.02))
-    table = phase_table(e, "model_exponent")
-    phase_panel(fig, axes[1], table, r"model exponent $\alpha_m$", "magma", 0, max(2.0, np.nanmax(table.to_numpy())))
+    table = plots.phase_table(e, "model_exponent")
+    top = max(2.0, np.nanmax(table.to_numpy()))
+    plots.phase_panel(fig, axes[1], table, r"model exponent $\alpha_m$", "magma", 0, top)
     axes[1].set_title(r"$L \propto m^{-\alpha_m}$", loc="right")
     if other is not None:
         ax = axes[2]

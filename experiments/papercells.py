@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import common  # first: puts the working tree's supjax on the path
+import common
 import grid
 import matplotlib
 import pandas as pd

@@ -132,27 +132,55 @@ def plot_represented_fraction(summary: pd.DataFrame):
     return fig
 
 
+def phase_table(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Mean ``value`` per (alpha, weight decay): rows alpha (sorted), columns weight decay."""
+    return frame.groupby(["alpha", "weight_decay"])[value].mean().unstack("weight_decay").sort_index()
+
+
 def _phase_table(frame: pd.DataFrame, value: str) -> pd.DataFrame | None:
     power = frame[frame.distribution.str.startswith("power") & (frame.activation_density == 0)]
-    table = power.groupby(["alpha", "weight_decay"])[value].mean().unstack("weight_decay")
+    table = phase_table(power, value)
     return table if table.shape[0] > 1 and table.shape[1] > 1 else None
+
+
+def cell_edges(centres: np.ndarray) -> np.ndarray:
+    """Edges of cells centred on ``centres: [k]`` (midpoints inside, mirrored at the ends): ``[k + 1]``."""
+    if len(centres) == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    middle = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
+
+
+def phase_panel(fig, ax, table: pd.DataFrame, label: str, cmap: str, vmin=None, vmax=None, annotate: bool = True):
+    """A phase diagram of ``table`` (:func:`phase_table`) on ``ax``: one cell per (gamma, alpha).
+
+    Weight decays get equal-width columns (the paper's gammas are not evenly spaced), a dotted
+    line separates gamma < 0 from gamma > 0, and with ``annotate`` each cell shows its value.
+    """
+    gammas, alphas = table.columns.to_numpy(float), table.index.to_numpy(float)
+    values = table.to_numpy(float)
+    x = np.arange(len(gammas))
+    mesh = ax.pcolormesh(cell_edges(x.astype(float)), cell_edges(alphas), values, cmap=cmap, vmin=vmin, vmax=vmax)
+    fig.colorbar(mesh, ax=ax, label=label)
+    if annotate and values.size <= 200:
+        low, high = mesh.norm.vmin, mesh.norm.vmax
+        for i, a in enumerate(alphas):
+            for j in x:
+                v = values[i, j]
+                if np.isfinite(v):
+                    dark = (v - low) / max(high - low, 1e-12) < 0.55
+                    ax.text(j, a, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if dark else "k")
+    ax.set_xticks(x, [f"{g:.2f}" for g in gammas], rotation=45 if len(gammas) > 6 else 0)
+    ax.axvline(np.sum(gammas < 0) - 0.5, color="k", lw=1, ls=":")
+    ax.set(xlabel=r"weight decay $\gamma$", ylabel=r"data exponent $\alpha$")
 
 
 def _phase_diagram(table: pd.DataFrame, label: str, title: str, cmap: str, vmin=None, vmax=None):
     fig = Figure(layout="constrained", figsize=(4.6, 3.6))
     ax = fig.subplots()
-    gammas, alphas = table.columns.to_numpy(float), table.index.to_numpy(float)
-    mesh = ax.pcolormesh(_edges(gammas), _edges(alphas), table.to_numpy(float), cmap=cmap, vmin=vmin, vmax=vmax)
-    fig.colorbar(mesh, ax=ax, label=label)
-    ax.set(xlabel=r"weight decay $\gamma$", ylabel=r"data exponent $\alpha$", title=title)
+    phase_panel(fig, ax, table, label, cmap, vmin, vmax)
+    ax.set_title(title)
     return fig
-
-
-def _edges(centres: np.ndarray) -> np.ndarray:
-    if len(centres) == 1:
-        return np.array([centres[0] - 0.5, centres[0] + 0.5])
-    middle = (centres[1:] + centres[:-1]) / 2
-    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
 
 
 def plot_phase_represented(summary: pd.DataFrame):
@@ -232,10 +260,14 @@ def plot_loss_vs_unlearned(summary: pd.DataFrame):
     return fig
 
 
-def save(fig, path: Path) -> list[Path]:
-    """Write ``fig`` as ``path``.png and ``path``.pdf."""
+def save(fig, path: str | Path) -> list[Path]:
+    """Write ``fig`` as ``path``.png and ``path``.pdf (a dot in the name is kept: ``fig_0.5`` -> ``fig_0.5.png``).
+
+    The one figure saver: the CLI, :func:`plot_run` and every experiment script write through it.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    written = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    written = [path.with_name(path.name + ".png"), path.with_name(path.name + ".pdf")]
     for file in written:
         fig.savefig(file)
     return written
