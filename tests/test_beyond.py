@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_beyond_experiment_smoke(tmp_path):
     result = subprocess.run(
         [
@@ -39,6 +42,7 @@ def test_beyond_experiment_smoke(tmp_path):
     assert (tmp_path / "runs" / "beyond-rho0.6-smoke" / "summary.csv").is_file()
 
 
+@pytest.mark.slow
 def test_cross_entropy_weight_decay_experiment_smoke(tmp_path):
     out = tmp_path / "ce_decay.json"
     script = str(REPO / "experiments" / "ce_decay.py")

@@ -50,6 +50,7 @@ def reference(tmp_path_factory):
     return tmp / "whole"
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_to_the_uninterrupted_result(reference, tmp_path):
     config = write_config(tmp_path, steps=3000)
     out = tmp_path / "killed"
@@ -131,6 +132,7 @@ def test_ordinary_sweeps_keep_few_checkpoints(tmp_path):
     assert os.path.getsize(out / "losses.npy") > 0
 
 
+@pytest.mark.slow
 def test_resume_on_another_number_of_devices(reference, tmp_path):
     out = tmp_path / "moved"
     shutil.copytree(reference, out)

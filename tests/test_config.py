@@ -84,6 +84,7 @@ def test_cli_bad_config_is_one_line_exit_2_before_compiling(tmp_path, capsys, co
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "setup, words",
     [
@@ -107,6 +108,7 @@ def test_cli_file_problems_are_one_line(tmp_path, setup, words):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_sweep_writes_a_loadable_run(tmp_path):
     from supjax import load_run
 

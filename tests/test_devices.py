@@ -39,6 +39,7 @@ def cli(*args, env=None):
     )
 
 
+@pytest.mark.slow
 def test_four_devices_match_one(one_device, tmp_path):
     config, reference = one_device
     # Three data streams per width over four devices: padded to four, padding dropped.
@@ -53,6 +54,7 @@ def test_four_devices_match_one(one_device, tmp_path):
         np.testing.assert_allclose(run.params[m]["W"], reference.params[m]["W"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_processes_run_one_sweep_like_one_device(one_device, tmp_path):
     config, reference = one_device
     with socket.socket() as s:

@@ -68,6 +68,7 @@ def reference(config):
     return run_sweep(SweepSpec.from_toml(config).replace(progress=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_checkpoints_the_step_reached_and_resume_finishes_bitwise(config, reference, tmp_path, signum, code):
     out = tmp_path / "run"
@@ -102,6 +103,7 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_finishes_bitwise(confi
     assert status_of(out)["finished"]
 
 
+@pytest.mark.slow
 def test_a_second_signal_exits_at_once(config, tmp_path):
     out = tmp_path / "run"
     process = sweep_cli(config, "--out", out, "--set", "chunk_steps=6000")  # one chunk of the whole run
@@ -150,6 +152,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_keeps_the_previous_checkpoint_and_resume_finishes_bitwise(small_disk):
     # n = 400, widths 40 and 60: a checkpoint is about 1 MB; two fit the disk, a third does not.
     spec = SweepSpec(

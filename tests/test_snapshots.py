@@ -132,6 +132,7 @@ snapshot_steps = [300, 1000, 2000, 3000]
 """
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_between_snapshots_resumes_to_the_same_snapshots_bitwise(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(CONFIG)
