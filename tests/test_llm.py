@@ -184,14 +184,17 @@ def test_streamed_pair_sums_equal_the_dense_float64_computation():
     norms = np.linalg.norm(np.asarray(W, np.float64), axis=1)
     device = llm.head._device(None)
     shift = 0.05
-    sums = llm.overlaps.pair_sums(W, norms, shift, block_rows=64, device=device)  # 4 blocks, the last short
     w = np.divide(np.asarray(W, np.float64), norms[:, None], out=np.zeros((203, 12)), where=norms[:, None] > 0)
     o = w @ w.T
     off = ~np.eye(203, dtype=bool)
-    np.testing.assert_allclose(sums.abs_overlap, np.where(off, np.abs(o), 0).sum(1), rtol=1e-5)
-    np.testing.assert_allclose(sums.squared_overlap, np.where(off, o**2, 0).sum(1), rtol=1e-5)
-    np.testing.assert_allclose(sums.squared_deviation, np.where(off, (o**2 - shift) ** 2, 0).sum(1), rtol=1e-5)
-    assert sums.coherence == pytest.approx(np.abs(o[off]).max(), rel=1e-6)
+    expected = np.stack([np.where(off, h, 0).sum(1) for h in (np.abs(o), o**2, (o**2 - shift) ** 2)])
+    rows = llm.overlaps.pair_sums(W, norms, shift, block_rows=64, device=device, per_row=True)  # the last block short
+    np.testing.assert_allclose(rows.per_row, expected, rtol=1e-5)
+    totals = llm.overlaps.pair_sums(W, norms, shift, block_rows=64, device=device)  # by symmetry, without rows
+    assert totals.per_row is None
+    np.testing.assert_allclose(totals.totals, expected.sum(1), rtol=1e-5)
+    np.testing.assert_allclose(rows.totals, expected.sum(1), rtol=1e-5)
+    assert rows.coherence == totals.coherence == pytest.approx(np.abs(o[off]).max(), rel=1e-6)
 
     passed = llm.overlaps.row_pass(W, 64, device)
     np.testing.assert_allclose(passed.norms, norms, rtol=1e-6)

@@ -168,7 +168,7 @@ def analyze_matrix(
         report.update(_exact_overlaps(W, passed, shift, block, target, pairwise, progress))
     else:
         report["confidence"] = confidence
-        sums = overlaps.pair_sums(W, norms, shift, block, target, progress)
+        sums = overlaps.pair_sums(W, norms, shift, block, target, per_row=True, progress=progress)
         report.update(_sampled_overlaps(norms, sums, n_all, m, confidence))
     report["inverse_width"] = 1.0 / m
     report["welch_bound"] = float(metrics.welch_bound(n_all, m))
@@ -196,9 +196,9 @@ def _exact_overlaps(W, passed: overlaps.RowPass, shift: float, block: int, devic
     nan = math.nan
     abs_mean, deviation_mean, largest = nan, nan, nan
     if pairwise:
-        sums = overlaps.pair_sums(W, passed.norms, shift, block, device, progress)
+        sums = overlaps.pair_sums(W, passed.norms, shift, block, device, progress=progress)
         pairs = n * (n - 1)
-        abs_mean, deviation_mean = sums.abs_overlap.sum() / pairs, sums.squared_deviation.sum() / pairs
+        abs_mean, deviation_mean = sums.totals[0] / pairs, sums.totals[2] / pairs
         largest = sums.coherence
     nonzero = float(np.mean(passed.norms > metrics.ZERO_ROW_NORM))
     measures = pair_measures(abs_mean, squared_mean, deviation_mean, nonzero, shift, n, m)
@@ -208,7 +208,7 @@ def _exact_overlaps(W, passed: overlaps.RowPass, shift: float, block: int, devic
 
 
 def _sampled_overlaps(norms: np.ndarray, sums: overlaps.PairSums, population: int, m: int, confidence: float) -> dict:
-    pair_row_sums = {"abs": sums.abs_overlap, "squared": sums.squared_overlap, "deviation": sums.squared_deviation}
+    pair_row_sums = dict(zip(("abs", "squared", "deviation"), sums.per_row, strict=True))
     row_values = {
         "norm": norms,
         "represented": (norms > 0.5).astype(np.float64),

@@ -70,57 +70,74 @@ def row_pass(W, block_rows: int, device: jax.Device) -> RowPass:
 
 
 class PairSums(NamedTuple):
-    """Sums over the other rows j != i of each row i, float64 ``[n]``; overlaps o_ij = w_i . w_j."""
+    """Sums over ordered pairs i != j of |o_ij|, o_ij^2 and (o_ij^2 - shift)^2, o_ij = w_i . w_j."""
 
-    abs_overlap: np.ndarray
-    """sum_{j != i} |o_ij|."""
-    squared_overlap: np.ndarray
-    """sum_{j != i} o_ij^2."""
-    squared_deviation: np.ndarray
-    """sum_{j != i} (o_ij^2 - shift)^2 (a shift near the mean keeps Var(o^2) free of cancellation)."""
+    totals: np.ndarray
+    """``[3]`` float64: the three sums over all n (n - 1) ordered pairs."""
     coherence: float
     """max_{i != j} |o_ij|."""
     shift: float
+    """c in (o^2 - c)^2; a value near the mean of o^2 keeps Var(o^2) free of cancellation."""
+    per_row: np.ndarray | None
+    """``[3, n]`` float64: for each row i the sums over j != i (with ``per_row=True``), else None."""
 
 
-@functools.partial(jax.jit, static_argnames="same_block")
-def _block_pair(A, B, inverse_a, inverse_b, shift, same_block: bool):
-    """Row sums (for A's rows) and column sums (for B's rows) of |o|, o^2, (o^2 - shift)^2, and max |o|."""
+def _sums_and_max(values, axis: int):
+    """sum |o|, sum o^2, sum (o^2 - c)^2 and max |o| along ``axis`` in one pass (a variadic reduce).
+
+    ``values`` = (|o|, o^2, (o^2 - c)^2); separate reductions would each re-read the block.
+    """
+    zero = jnp.zeros((), values[0].dtype)
+
+    def combine(x, y):
+        return x[0] + y[0], x[1] + y[1], x[2] + y[2], jnp.maximum(x[3], y[3])
+
+    return lax.reduce((*values, values[0]), (zero,) * 4, combine, (axis,))
+
+
+@functools.partial(jax.jit, static_argnames=("same_block", "columns"))
+def _block_pair(A, B, inverse_a, inverse_b, shift, same_block: bool, columns: bool):
+    """``[4, len(A)]`` sums and max over B's rows for each row of A; with ``columns``, also ``[4, len(B)]``."""
     dtype = jnp.promote_types(A.dtype, jnp.float32)
     gram = lax.dot_general(
         A, B, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST, preferred_element_type=dtype
     )
     overlaps = gram * inverse_a.astype(dtype)[:, None] * inverse_b.astype(dtype)[None, :]
     if same_block:
-        counted = ~jnp.eye(A.shape[0], dtype=bool)
-    else:
-        counted = jnp.ones(overlaps.shape, dtype=bool)
-    magnitude = jnp.where(counted, jnp.abs(overlaps), 0.0)
-    squared = jnp.square(magnitude)
-    deviation = jnp.where(counted, jnp.square(squared - shift), 0.0)
-    sums = (magnitude, squared, deviation)
-    return (
-        jnp.stack([jnp.sum(s, axis=1) for s in sums]),
-        jnp.stack([jnp.sum(s, axis=0) for s in sums]),
-        jnp.max(magnitude),
-    )
+        overlaps = jnp.where(jnp.eye(A.shape[0], dtype=bool), 0.0, overlaps)
+    magnitude = jnp.abs(overlaps)
+    squared = jnp.square(overlaps)
+    deviation = jnp.square(squared - shift)
+    if same_block:
+        deviation = jnp.where(jnp.eye(A.shape[0], dtype=bool), 0.0, deviation)
+    values = (magnitude, squared, deviation)
+    rows = jnp.stack(_sums_and_max(values, 1))
+    return (rows, jnp.stack(_sums_and_max(values, 0))) if columns else (rows, None)
 
 
 def pair_sums(
-    W, norms: np.ndarray, shift: float, block_rows: int, device: jax.Device, progress: bool = False
+    W,
+    norms: np.ndarray,
+    shift: float,
+    block_rows: int,
+    device: jax.Device,
+    per_row: bool = False,
+    progress: bool = False,
 ) -> PairSums:
     """:class:`PairSums` of ``W: [n, m]`` over every ordered pair i != j, by blocks of ``block_rows``.
 
     ``norms``: ``[n]`` row norms (from :func:`row_pass`); rows of norm <= 1e-12 have no
-    direction and are given w_i = 0, as in :mod:`supjax.metrics`. ``progress``: a tqdm bar on
-    stderr counting block pairs.
+    direction and are given w_i = 0, as in :mod:`supjax.metrics`. Each unordered pair of
+    blocks is multiplied once: without ``per_row`` its sums count twice (the transposed block
+    has the same ones); with ``per_row`` its column sums go to the second block's rows.
+    ``progress``: a tqdm bar on stderr counting block pairs.
     """
     from tqdm.auto import tqdm
 
     n = W.shape[0]
     inverse = np.where(norms > metrics.ZERO_ROW_NORM, 1.0 / np.maximum(norms, metrics.ZERO_ROW_NORM), 0.0)
     inverse = inverse.astype(np.float32)
-    totals = np.zeros((3, n))
+    rows_total = np.zeros((3, n))
     largest = 0.0
     starts = _starts(n, block_rows)
     pairs = [(i, j) for i in range(len(starts)) for j in range(i, len(starts))]
@@ -131,11 +148,16 @@ def pair_sums(
 
     def drain(job):
         nonlocal largest
-        (a0, a1), (b0, b1), (rows, columns, biggest) = job
-        totals[:, a0:a1] += np.asarray(rows, np.float64)
-        if (a0, a1) != (b0, b1):
-            totals[:, b0:b1] += np.asarray(columns, np.float64)
-        largest = max(largest, float(biggest))
+        (a0, a1), (b0, b1), (rows, columns) = job
+        rows = np.asarray(rows, np.float64)
+        same = (a0, a1) == (b0, b1)
+        if same or per_row:
+            rows_total[:, a0:a1] += rows[:3]
+        else:  # the transposed block has the same sums: count this one twice, on A's rows
+            rows_total[:, a0:a1] += 2 * rows[:3]
+        if columns is not None:
+            rows_total[:, b0:b1] += np.asarray(columns, np.float64)[:3]
+        largest = max(largest, float(rows[3].max()))
         bar.update()
 
     pending, row_block, row_index = [], None, None
@@ -145,7 +167,13 @@ def pair_sums(
             row_block, row_index = _block(W, a0, a1, device), i
         column_block = row_block if i == j else _block(W, b0, b1, device)
         outputs = _block_pair(
-            row_block, column_block, inverse[a0:a1], inverse[b0:b1], np.float32(shift), same_block=i == j
+            row_block,
+            column_block,
+            inverse[a0:a1],
+            inverse[b0:b1],
+            np.float32(shift),
+            same_block=i == j,
+            columns=per_row and i != j,
         )
         pending.append(((a0, a1), (b0, b1), outputs))
         if len(pending) > 1:  # one product in flight while the next block is read: bounded memory
@@ -153,4 +181,4 @@ def pair_sums(
     for job in pending:
         drain(job)
     bar.close()
-    return PairSums(totals[0], totals[1], totals[2], largest, float(shift))
+    return PairSums(rows_total.sum(axis=1), largest, float(shift), rows_total if per_row else None)
