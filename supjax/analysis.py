@@ -25,6 +25,7 @@ SUMMARY_COLUMNS = (
     "seed",
     "activation_density",
     "distribution",
+    "importance",
     "final_loss",
     "represented_fraction",
     "strong_fraction",
@@ -41,11 +42,12 @@ SUMMARY_COLUMNS = (
     "welch_excess",
     "tight_frame_distance",
     "coherence_ratio",
+    "strong_mean_squared_overlap",
     "diverged_at",
 )
 # Beside the summary's columns, for a model with decoder rows (the untied model's W_decoder).
 DECODER_COLUMNS = ("decoder_represented_fraction", "decoder_mean_squared_overlap", "encoder_decoder_alignment")
-GROUP_KEYS = ("distribution", "alpha", "activation_density", "weight_decay")
+GROUP_KEYS = ("distribution", "alpha", "activation_density", "importance", "weight_decay")
 
 
 def summarize(run: Run, params: dict | None = None, step: int | None = None) -> pd.DataFrame:
@@ -58,6 +60,10 @@ def summarize(run: Run, params: dict | None = None, step: int | None = None) -> 
     for group in (run.params if params is None else params).values():
         W = group["W"]
         p = np.stack([run.feature_probabilities(int(i)) for i in group["index"]])
+        importance = None  # the loss weights of each model, where some are not uniform
+        if run.spec.weighted:
+            labels = [run.models[int(i)]["importance"] for i in group["index"]]
+            importance = np.stack([run.spec.importance_weights(label) for label in labels])
         overlaps = metrics.overlap_statistics(W)
         etf = metrics.etf_likeness(W)
         decoder = {}
@@ -76,13 +82,14 @@ def summarize(run: Run, params: dict | None = None, step: int | None = None) -> 
                     "strong_fraction": np.asarray(metrics.represented_fraction(W, 1.0)),
                     "mean_squared_overlap": np.asarray(overlaps.mean_squared_overlap),
                     "mean_abs_overlap": np.asarray(overlaps.mean_abs_overlap),
+                    "strong_mean_squared_overlap": np.asarray(metrics.represented_squared_overlap(W, 1.0)),
                     "coherence": np.asarray(overlaps.coherence),
                     "welch_bound": np.asarray(etf["welch_bound"]),
                     "welch_excess": np.asarray(etf["welch_excess"]),
                     "etf_variance_ratio": np.asarray(etf["etf_variance_ratio"]),
                     "tight_frame_distance": np.asarray(etf["tight_frame_distance"]),
                     "coherence_ratio": np.asarray(etf["coherence_ratio"]),
-                    "unlearned_loss": np.asarray(metrics.unlearned_loss(W, p)),
+                    "unlearned_loss": np.asarray(metrics.unlearned_loss(W, p, 0.5, run.spec.value_max, importance)),
                 }
             )
         )
@@ -93,15 +100,16 @@ def summarize(run: Run, params: dict | None = None, step: int | None = None) -> 
 def fit_exponents(summary: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     """Model exponents alpha_m (loss ~ m^-alpha_m) over widths, per group and seed.
 
-    One row per (distribution, alpha, activation_density, weight_decay) and seed, plus a
+    One row per (distribution, alpha, activation_density, importance, weight_decay) and seed, plus a
     row with ``seed = "all"`` that fits every seed's points together and, with two or
     more seeds, a bootstrap interval over seeds (``ci_low``, ``ci_high``). Diverged
     models are left out. ``regime`` comes from the group's mean phi_{1/2}.
     """
     rows = []
     usable = summary[~summary["diverged"]]
-    for key, group in usable.groupby(list(GROUP_KEYS), dropna=False, sort=True):
-        base = dict(zip(GROUP_KEYS, key, strict=True))
+    keys = [k for k in GROUP_KEYS if k in summary]  # a summary written before the importance axis has none
+    for key, group in usable.groupby(keys, dropna=False, sort=True):
+        base = dict(zip(keys, key, strict=True))
         phi = float(group["represented_fraction"].mean())
         regime = str(fit.regime_label(phi))
         seeds = sorted(group["seed"].unique())

@@ -4,7 +4,7 @@ Fields split in two kinds, as in evosax/rejax:
 
 * shape fields (``n``, ``batch_size``, ``widths``, ``steps``, ``log_every``) fix array
   shapes and loop lengths; they are static and each distinct value compiles a program.
-* per-model fields (``weight_decays``, ``alphas``/``distribution``,
+* per-model fields (``weight_decays``, ``importances``, ``alphas``/``distribution``,
   ``activation_densities``, ``seeds``, ``lr``) become traced arrays with one entry per
   model, so a grid over them costs no recompilation.
 
@@ -52,13 +52,18 @@ RESULT_FIELDS = (
     "shared_data",
     "loss",
     "unit_values",
+    "feature_values",
     "importance",
+    "importances",
     "correlation_block",
     "correlation",
     "exclusive_blocks",
     "batch_tile",
     "sparse_products",
     "model",
+    "weight_init",
+    "bias_init",
+    "bias_weight_decay",
     "fused_gradient",
     "stream_loop",
     "precision",
@@ -76,6 +81,9 @@ STREAM_LOOPS = ("map", "vmap")
 # jax_default_matmul_precision names: true float32 (the paper's), TF32 or bfloat16 tensor-core passes.
 PRECISIONS = ("float32", "tensorfloat32", "bfloat16")
 BUILT_IN_MODELS = ("tied", "untied", "hidden_relu", "linear")
+# Initialisations (see supjax.model.init_weight): the paper's first, then TMS's.
+WEIGHT_INITS = ("normal", "xavier_normal")
+BIAS_INITS = ("normal", "zeros")
 
 
 def distribution_key(label: str, activation_density: float) -> str:
@@ -94,8 +102,21 @@ class SweepSpec:
 
     Distribution entries (see :mod:`supjax.data`): ``"power"`` (p_i ∝ i^-alpha for each
     alpha in ``alphas``), ``"power:1.2"``, ``"exponential:400"`` (p_i ∝ exp(-i/400)),
-    ``"linear"`` (p_i ∝ (n - i)/n), ``"file:probs.npy"`` (an explicit vector, used as
-    given).
+    ``"linear"`` (p_i ∝ (n - i)/n), ``"constant:0.05"`` (every p_i = 0.05, not
+    normalised: TMS's sparsity S = 0.95), ``"file:probs.npy"`` (an explicit vector, used
+    as given).
+
+    ``importances`` is a grid axis of loss weights I (``"uniform"``, ``"power:0.5"``,
+    ``"geometric:0.9"``, ``"relative:0.3"``; see :func:`supjax.data.feature_importance`):
+    traced per model, and the models that differ only in importance share each step's
+    batch, as the weight decays do. The older single ``importance`` is the one-entry axis.
+
+    Anthropic's toy models (TMS, see :mod:`supjax.tms`) differ from the paper's code in
+    conventions that each have a field, named for what it is (the paper's are the
+    defaults): ``feature_values = "uniform_0_1"`` (values U[0, 1), not U(0, 2)),
+    ``weight_init = "xavier_normal"`` (W ~ N(0, 2/(n + m)), not N(0, 1/m)),
+    ``bias_init = "zeros"`` (not N(0, 1)), ``bias_weight_decay = true`` (torch's AdamW
+    decays the bias too; weight decays must then be >= 0).
 
     ``model`` picks the toy model (``tied``, the paper's; ``untied``, ``hidden_relu``,
     ``linear``, or ``"package.module:ClassName"``, see :mod:`supjax.variants`);
@@ -132,12 +153,17 @@ class SweepSpec:
     shared_data: bool = True
     loss: str = "mse"
     unit_values: bool = False
-    importance: str = "uniform"
+    feature_values: str = "uniform_0_2"  # the law of an active value: U(0, 2) or TMS's U(0, 1)
+    importance: str = "uniform"  # one importance for every model; or the grid axis below
+    importances: tuple[str, ...] | None = None  # per-model (traced); None: (importance,)
     correlation_block: int = 1
     correlation: float = 0.0
     exclusive_blocks: bool = False
     # the model (see supjax.variants) and the precision of its products
     model: str = "tied"
+    weight_init: str = "normal"  # W ~ N(0, 1/m); "xavier_normal": N(0, 2/(n + m))
+    bias_init: str = "normal"  # b ~ N(0, 1); "zeros"
+    bias_weight_decay: bool = False  # decay b with W's (non-negative) weight decay, as torch's AdamW
     fused_gradient: bool = True
     precision: str = "float32"
     # driving (does not change results beyond float32 summation order)
@@ -168,6 +194,10 @@ class SweepSpec:
             object.__setattr__(self, name, value)
         if _is_number(self.lr):
             object.__setattr__(self, "lr", float(self.lr))
+        if isinstance(self.importances, str):
+            object.__setattr__(self, "importances", (self.importances,))
+        elif isinstance(self.importances, list):  # a TOML list
+            object.__setattr__(self, "importances", tuple(self.importances))
         if isinstance(self.snapshot_steps, list):  # a TOML list; a tuple keeps the spec hashable
             object.__setattr__(self, "snapshot_steps", tuple(self.snapshot_steps))
         # A run directory must not depend on the directory it was started from.
@@ -238,6 +268,36 @@ class SweepSpec:
                 out.append(data.canonical_label(entry))
         return tuple(dict.fromkeys(out))
 
+    @property
+    def importance_labels(self) -> tuple[str, ...]:
+        """The importance of every model, canonical (``importances``, else ``(importance,)``)."""
+        from supjax import data
+
+        return tuple(data.canonical_importance(label) for label in self.importances or (self.importance,))
+
+    def importance_weights(self, label: str):
+        """I: [n] (float64) of one importance label (see :func:`supjax.data.feature_importance`)."""
+        from supjax import data
+
+        return data.feature_importance(label, self.n)
+
+    @property
+    def weighted(self) -> bool:
+        """Some model's squared error is weighted (uniform everywhere skips the multiply)."""
+        return any(label != "uniform" for label in self.importance_labels)
+
+    @property
+    def value_max(self) -> float:
+        """a of the active values' law U(0, a) (see ``feature_values``)."""
+        from supjax import data
+
+        return data.VALUE_RANGES[self.feature_values]
+
+    @property
+    def models_per_stream(self) -> int:
+        """G: the models of one width that read one data stream (weight decays x importances)."""
+        return len(self.weight_decays) * len(self.importance_labels) if self.shared_data else 1
+
     @functools.cached_property
     def feature_probabilities(self) -> dict[str, Any]:
         """p: [n] (float64) of every distribution and density, keyed by :func:`distribution_key`.
@@ -269,8 +329,13 @@ class SweepSpec:
 
         if self.loss not in LOSSES:
             raise ConfigError("loss", self.loss, f"use one of {', '.join(LOSSES)}")
-        if self.loss != "mse" and self.importance != "uniform":
-            raise ConfigError("importance", self.importance, "weights the squared error; use it with loss = 'mse'")
+        if self.loss != "mse" and self.weighted:
+            field = "importances" if self.importances else "importance"
+            raise ConfigError(field, getattr(self, field), "weights the squared error; use it with loss = 'mse'")
+        if self.feature_values not in data.VALUE_RANGES:
+            raise ConfigError("feature_values", self.feature_values, f"use one of {', '.join(data.VALUE_RANGES)}")
+        if self.unit_values and self.feature_values != "uniform_0_2":
+            raise ConfigError("unit_values", True, "sets every active value to 1; drop feature_values or unit_values")
         if self.loss == "cross_entropy" and (self.correlation_block > 1 or self.exclusive_blocks):
             raise ConfigError("loss", self.loss, "draws one active feature per sample; drop the correlation options")
 
@@ -293,6 +358,7 @@ class SweepSpec:
         return (
             len(self.widths)
             * len(self.weight_decays)
+            * len(self.importance_labels)
             * len(self.distributions)
             * len(self.activation_densities)
             * len(self.seeds)
@@ -373,13 +439,14 @@ class SweepSpec:
                 raise ConfigError(name, list(values), "contains duplicates; list each value once")
         if self.n > 10_000_000:
             raise ConfigError("n", self.n, "more than 10^7 features; the toy model keeps [batch, n] arrays")
+        self._validate_importance()
         if self.max_models_per_batch is not None and self.shared_data:
-            if self.max_models_per_batch < len(self.weight_decays):
+            if self.max_models_per_batch < self.models_per_stream:
                 raise ConfigError(
                     "max_models_per_batch",
                     self.max_models_per_batch,
-                    f"models sharing a data stream train together: allow at least {len(self.weight_decays)}"
-                    " (one per weight decay) or set shared_data = false",
+                    f"models sharing a data stream train together: allow at least {self.models_per_stream}"
+                    " (one per weight decay and importance) or set shared_data = false",
                 )
         for m in self.widths:
             _positive_int("widths", m)
@@ -409,10 +476,29 @@ class SweepSpec:
         self.feature_probabilities  # noqa: B018 (computes and so validates every p, files against n)
         self._validate_data_and_loss()
         self._validate_model()
+        return self
+
+    def _validate_importance(self) -> None:
+        from supjax import data
+
         if not isinstance(self.importance, str):
             raise ConfigError("importance", self.importance, "a string such as 'uniform' or 'geometric:0.9'")
-        data.feature_importance(self.importance, self.n)
-        return self
+        if self.importances is None:
+            data.feature_importance(self.importance, self.n)
+            return
+        if self.importance != "uniform":
+            raise ConfigError("importance", self.importance, "set importance (one) or importances (a grid), not both")
+        if not isinstance(self.importances, tuple) or not self.importances:
+            raise ConfigError("importances", self.importances, "a list of strings such as ['uniform', 'relative:0.5']")
+        for label in self.importances:
+            if not isinstance(label, str):
+                raise ConfigError("importances", label, "entries are strings such as 'uniform' or 'geometric:0.9'")
+            try:
+                data.feature_importance(label, self.n)
+            except ConfigError as err:
+                raise ConfigError("importances", label, err.fix) from None
+        if len(set(self.importance_labels)) != len(self.importances):
+            raise ConfigError("importances", list(self.importances), "contains duplicates; list each value once")
 
     def _validate_snapshots(self) -> None:
         value = self.snapshot_steps
@@ -438,6 +524,17 @@ class SweepSpec:
             )
         if not isinstance(self.model, str):
             raise ConfigError("model", self.model, f"a string: {', '.join(BUILT_IN_MODELS)} or 'package.module:Class'")
+        for name, choices in (("weight_init", WEIGHT_INITS), ("bias_init", BIAS_INITS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(name, getattr(self, name), f"use one of {', '.join(choices)}")
+            if getattr(self, name) != choices[0] and self.model not in BUILT_IN_MODELS:
+                raise ConfigError(name, getattr(self, name), "your own module initialises itself; drop it")
+        if not isinstance(self.bias_weight_decay, bool):
+            raise ConfigError("bias_weight_decay", self.bias_weight_decay, "must be true or false")
+        if self.bias_weight_decay and min(self.weight_decays) < 0:
+            raise ConfigError(
+                "bias_weight_decay", True, "decays the bias with W's weight decay, which must then be >= 0"
+            )
         if self.sparse_products and (self.model != "tied" or not self.fused_gradient):
             raise ConfigError(
                 "sparse_products", True, "the sparse x products are the tied model's fused gradient; drop them"

@@ -1,11 +1,12 @@
 """Sparse feature data: frequency families, activation density, and the batch sampler.
 
-A sample is x in R^n with x_i = u_i v_i, u_i ~ Bernoulli(p_i), v_i ~ U(0, 2).
+A sample is x in R^n with x_i = u_i v_i, u_i ~ Bernoulli(p_i), v_i ~ U(0, a): a = 2 in the
+paper's code, a = 1 in Anthropic's toy models (TMS; ``feature_values``, :data:`VALUE_RANGES`).
 
 The sampler draws ONE random 32-bit integer k per entry and sets
-``x_i = 2 (k + 1/2) / T_i if k < T_i else 0`` with ``T_i = floor(p_i 2^32)``: given
-``k < T_i``, k is uniform on {0, ..., T_i - 1}, so the value is U(0, 2) to a resolution
-of 1/T_i. This halves the random numbers of the usual two-uniform recipe and, unlike a
+``x_i = a (k + 1/2) / T_i if k < T_i else 0`` with ``T_i = floor(p_i 2^32)``: given
+``k < T_i``, k is uniform on {0, ..., T_i - 1}, so the value is U(0, a) to a resolution
+of a/T_i. This halves the random numbers of the usual two-uniform recipe and, unlike a
 float32 uniform (23 random bits), keeps probabilities as small as 1e-9 exact.
 """
 
@@ -19,7 +20,9 @@ import numpy as np
 
 from supjax.config import ConfigError
 
-FAMILIES = ("power", "exponential", "linear", "file")
+FAMILIES = ("power", "exponential", "linear", "constant", "file")
+# feature_values: the law of an active feature's value, U(0, a), by its upper end a.
+VALUE_RANGES = {"uniform_0_2": 2.0, "uniform_0_1": 1.0}
 
 
 def parse_distribution(label: str) -> tuple[str, str | float | None]:
@@ -33,7 +36,9 @@ def parse_distribution(label: str) -> tuple[str, str | float | None]:
         return family, arg
     if family == "power" and not sep:
         return family, 1.0
-    value = _number(arg, "distribution", label, f"{family}:1.2")
+    value = _number(arg, "distribution", label, "constant:0.05" if family == "constant" else f"{family}:1.2")
+    if family == "constant" and not 0 < value <= 1:
+        raise ConfigError("distribution", label, "'constant:P' takes a probability P in (0, 1], e.g. 'constant:0.05'")
     if not np.isfinite(value) or (family == "exponential" and value <= 0):
         raise ConfigError("distribution", label, "the parameter must be finite (and > 0 for exponential)")
     return family, value
@@ -54,9 +59,10 @@ def feature_probabilities(label: str, n: int, activation_density: float = 0.0) -
 
     ``power:a``: p_i ∝ i^-a, i = 1..n; ``exponential:s``: p_i ∝ exp(-i/s), i = 0..n-1;
     ``linear``: p_i ∝ (n - i)/n, i = 0..n-1; all three normalised to sum p = 1, i.e. one
-    active feature per sample on average. ``file:PATH``: a ``.npy`` or text vector used
-    as given. ``activation_density`` is the exp-15 knob s (see
-    :func:`apply_activation_density`).
+    active feature per sample on average. ``constant:P``: p_i = P for every feature, NOT
+    normalised (sum p = n P): TMS's sparsity S = 1 - P, the same for every feature.
+    ``file:PATH``: a ``.npy`` or text vector used as given. ``activation_density`` is the
+    exp-15 knob s (see :func:`apply_activation_density`).
     """
     family, arg = parse_distribution(label)
     i = np.arange(n, dtype=np.float64)
@@ -67,9 +73,11 @@ def feature_probabilities(label: str, n: int, activation_density: float = 0.0) -
             p = np.exp(-i / arg)
         elif family == "linear":
             p = (n - i) / n
+        elif family == "constant":
+            p = np.full(n, arg)
         else:
             p = _load_vector(arg, n)
-        if family != "file":
+        if family not in ("file", "constant"):
             p = p / p.sum()
         p = apply_activation_density(p, activation_density)
     if not (np.all(np.isfinite(p)) and p.sum() > 0 and p.max() <= 1):
@@ -89,14 +97,16 @@ def apply_activation_density(p: np.ndarray, s: float) -> np.ndarray:
     return p * (1.0 + s * (1.0 / p.max() - 1.0))
 
 
-IMPORTANCE_FAMILIES = ("uniform", "power", "geometric")
+IMPORTANCE_FAMILIES = ("uniform", "power", "geometric", "relative")
 
 
 def feature_importance(label: str, n: int) -> np.ndarray:
     """Per-feature weights I (float64, [n]) of the squared error (Elhage et al. 2022).
 
     ``uniform``: I_i = 1 (the paper's loss); ``power:beta``: I_i = i^-beta, i = 1..n;
-    ``geometric:r``: I_i = r^i, i = 0..n-1 (Anthropic's toy models use r < 1).
+    ``geometric:r``: I_i = r^i, i = 0..n-1 (Anthropic's toy models use r < 1: 0.9 in
+    TMS's introduction); ``relative:r``: I_1 = 1 and I_i = r for every other feature (at
+    n = 2, TMS's relative importance r of the second feature, its phase diagram's axis).
     """
     family, _, arg = _split_label(label, "importance", IMPORTANCE_FAMILIES, bare="uniform")
     if family == "uniform":
@@ -104,32 +114,43 @@ def feature_importance(label: str, n: int) -> np.ndarray:
     value = _number(arg, "importance", label, f"{family}:0.9")
     i = np.arange(n, dtype=np.float64)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        weights = (i + 1) ** -value if family == "power" else value**i
+        if family == "relative":
+            weights = np.where(i == 0, 1.0, value)
+        else:
+            weights = (i + 1) ** -value if family == "power" else value**i
     if not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.max() == 0:
         raise ConfigError("importance", label, "gives weights that are not finite and non-negative; change it")
     return weights
 
 
-def sampler_tables(p) -> tuple[np.ndarray, np.ndarray]:
-    """Integer thresholds T_i = floor(p_i 2^32) (uint32) and value scales 2/T_i (float32)."""
+def canonical_importance(label: str) -> str:
+    """One spelling per importance: ``'relative:.5'`` -> ``'relative:0.5'`` (checks the family)."""
+    family, _, arg = _split_label(label, "importance", IMPORTANCE_FAMILIES, bare="uniform")
+    if family == "uniform":
+        return family
+    return f"{family}:{_number(arg, 'importance', label, f'{family}:0.9')!r}"
+
+
+def sampler_tables(p, value_max: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Integer thresholds T_i = floor(p_i 2^32) (uint32) and value scales a/T_i (float32), a = ``value_max``."""
     p = np.asarray(p, dtype=np.float64)
     thresholds = np.minimum(np.floor(p * 2.0**32), 2.0**32 - 1).astype(np.uint32)
-    scales = (2.0 / np.maximum(thresholds.astype(np.float64), 1.0)).astype(np.float32)
+    scales = (value_max / np.maximum(thresholds.astype(np.float64), 1.0)).astype(np.float32)
     return thresholds, scales
 
 
 def features_from_bits(bits: jax.Array, thresholds: jax.Array, scales: jax.Array, unit: bool = False) -> jax.Array:
     """x from uniform uint32 ``bits: [..., n]``; ``thresholds, scales: [n]`` from :func:`sampler_tables`.
 
-    ``unit``: every active feature has value 1 instead of U(0, 2).
+    ``unit``: every active feature has value 1 instead of U(0, a) (a set by the scales).
     """
     value = 1.0 if unit else (bits.astype(jnp.float32) + 0.5) * scales
     return jnp.where(bits < thresholds, value, 0.0)
 
 
-def sample_features(key: jax.Array, p, batch_size: int) -> jax.Array:
-    """One batch ``x: [batch_size, n]`` (float32) with x_i = u_i v_i."""
-    thresholds, scales = sampler_tables(p)
+def sample_features(key: jax.Array, p, batch_size: int, value_max: float = 2.0) -> jax.Array:
+    """One batch ``x: [batch_size, n]`` (float32) with x_i = u_i v_i, v_i ~ U(0, ``value_max``)."""
+    thresholds, scales = sampler_tables(p, value_max)
     bits = jax.random.bits(key, (batch_size, len(thresholds)), jnp.uint32)
     return features_from_bits(bits, jnp.asarray(thresholds), jnp.asarray(scales))
 
@@ -154,16 +175,16 @@ def active_capacity(expected: float) -> int:
 #   latent normals of a block have correlation rho (a Gaussian copula);
 # * "exclusive": at most one feature of a block is active (anti-correlated): one 32-bit
 #   integer k per sample and block picks feature i when L_i <= k < U_i, with [L_i, U_i)
-#   the block's cumulative probabilities times 2^32, and its value 2 (k - L_i + 1/2) /
-#   (U_i - L_i) is again U(0, 2). Needs sum p <= 1 within every block.
+#   the block's cumulative probabilities times 2^32, and its value a (k - L_i + 1/2) /
+#   (U_i - L_i) is again U(0, a). Needs sum p <= 1 within every block.
 #
-# Values v_i ~ U(0, 2) are independent of the activations in both.
+# Values v_i ~ U(0, a) (a = 2, or 1 for TMS's values) are independent of the activations in both.
 
 SAMPLERS = ("independent", "copula", "exclusive")
 
 
-def correlated_tables(p, kind: str, block: int) -> dict[str, np.ndarray]:
-    """Per-feature tables ([n] each) of a ``copula`` or ``exclusive`` sampler."""
+def correlated_tables(p, kind: str, block: int, value_max: float = 2.0) -> dict[str, np.ndarray]:
+    """Per-feature tables ([n] each) of a ``copula`` or ``exclusive`` sampler (values U(0, ``value_max``))."""
     p = np.asarray(p, np.float64)
     if kind == "copula":
         return {"z": np.asarray(jax.scipy.special.ndtri(jnp.asarray(p, jnp.float32)))}
@@ -175,18 +196,20 @@ def correlated_tables(p, kind: str, block: int) -> dict[str, np.ndarray]:
     return {
         "low": low.astype(np.uint32),
         "high": high.astype(np.uint32),
-        "scales": (2.0 / np.maximum(high - low, 1.0)).astype(np.float32),
+        "scales": (value_max / np.maximum(high - low, 1.0)).astype(np.float32),
     }
 
 
-def correlated_draws(key: jax.Array, kind: str, batch_size: int, n: int, block: int) -> dict[str, jax.Array]:
+def correlated_draws(
+    key: jax.Array, kind: str, batch_size: int, n: int, block: int, value_max: float = 2.0
+) -> dict[str, jax.Array]:
     """The random numbers of one batch, shared by every distribution of a seed."""
     if kind == "copula":
         k_block, k_feature, k_value = jax.random.split(key, 3)
         return {
             "block": jax.random.normal(k_block, (batch_size, n // block)),
             "feature": jax.random.normal(k_feature, (batch_size, n)),
-            "value": jax.random.uniform(k_value, (batch_size, n), maxval=2.0),
+            "value": jax.random.uniform(k_value, (batch_size, n), maxval=value_max),
         }
     return {"bits": jax.random.bits(key, (batch_size, n // block), jnp.uint32)}
 

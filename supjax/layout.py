@@ -2,7 +2,8 @@
 batches that fit the device, padding for several devices, and relayout on resume.
 
 The models of one width form a [D, G] group: D data streams (one per distribution x
-activation density x seed) by G weight decays, which read the same batch at every step.
+activation density x seed) by G = weight decays x importances, which read the same batch
+at every step.
 Every width reads the same batches too, so the data (the costliest part of a step on a
 CPU) is drawn once per step for the whole grid. With ``shared_data = false`` every model
 is its own stream (G = 1).
@@ -10,7 +11,9 @@ is its own stream (G = 1).
 Randomness depends only on (seed, model identity, step), never on the grid or the
 chunking: a model trained alone, in a larger grid, or in chunks of any size draws the
 same numbers. Models with the same seed see the same uniform bits at every step (common
-random numbers), which makes width and weight-decay comparisons less noisy.
+random numbers), which makes width and weight-decay comparisons less noisy. Importance is
+not part of a model's identity: models that differ only in importance start from the same
+weights and read the same batches, with or without shared data.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ _INIT_TAG, _DATA_TAG = 1, 2
 
 
 def model_table(spec: SweepSpec) -> list[dict]:
-    """One dict per model, in training order: width, then distribution, density, seed, weight decay."""
+    """One dict per model, in training order: width, then distribution, density, seed,
+    importance, weight decay (the last two make up a group's G axis)."""
     rows = []
     for m in spec.widths:
         lr_w, lr_b = optim.width_scaled_learning_rates(spec.lr, m) if spec.lr_width_scaling else (spec.lr, spec.lr)
@@ -40,21 +44,23 @@ def model_table(spec: SweepSpec) -> list[dict]:
             for density in spec.activation_densities:
                 expected_active = float(spec.probabilities(label, density).sum())
                 for seed in spec.seeds:
-                    for gamma in spec.weight_decays:
-                        rows.append(
-                            {
-                                "index": len(rows),
-                                "m": m,
-                                "weight_decay": gamma,
-                                "distribution": label,
-                                "alpha": arg if family == "power" else float("nan"),
-                                "activation_density": density,
-                                "expected_active": expected_active,
-                                "seed": seed,
-                                "lr_w": lr_w,
-                                "lr_b": lr_b,
-                            }
-                        )
+                    for importance in spec.importance_labels:
+                        for gamma in spec.weight_decays:
+                            rows.append(
+                                {
+                                    "index": len(rows),
+                                    "m": m,
+                                    "weight_decay": gamma,
+                                    "distribution": label,
+                                    "alpha": arg if family == "power" else float("nan"),
+                                    "activation_density": density,
+                                    "expected_active": expected_active,
+                                    "seed": seed,
+                                    "importance": importance,
+                                    "lr_w": lr_w,
+                                    "lr_b": lr_b,
+                                }
+                            )
     return rows
 
 
@@ -68,7 +74,7 @@ class Group:
     shape: tuple[int, int]  # (D, G)
     reads: tuple[int, ...]  # the data stream each of the D rows reads
     init_keys: np.ndarray  # [D, G, 2] key data
-    hyper: Hyper  # [D, G] each
+    hyper: Hyper  # [D, G] each; importance [D, G, n] or None
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,11 @@ class Layout:
             sampler=s.sampler,
             correlation_block=s.n if s.loss == "cross_entropy" else s.correlation_block,
             unit_values=s.unit_values,
-            weighted=s.importance != "uniform",
+            value_max=s.value_max,
+            weighted=s.weighted,
+            weight_init=s.weight_init,
+            bias_init=s.bias_init,
+            bias_weight_decay=s.bias_weight_decay,
             sparse_capacity=self.sparse_capacity,
             devices=self.devices,
             groups=tuple(GroupShape(g.m, g.shape, g.reads) for g in self.groups),
@@ -163,7 +173,7 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
     """
     table = model_table(spec)
     rows = table if indices is None else [table[i] for i in sorted(indices)]
-    num_decays = len(spec.weight_decays) if spec.shared_data else 1
+    num_decays = spec.models_per_stream  # G
     position = {r["index"]: k for k, r in enumerate(rows)}
     first_row = {}
     for r in rows:
@@ -177,7 +187,7 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
         shape = (len(group_rows) // num_decays, num_decays)
         reads = tuple(streams.index(_stream_of(r, spec.shared_data)) for r in group_rows[::num_decays])
         keys = jnp.stack([jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows])
-        hyper = Hyper(*(np.array([r[k] for r in group_rows], np.float32).reshape(shape) for k in Hyper._fields))
+        hyper = _hyper(spec, group_rows, shape)
         index = np.array([r["index"] if k < real else -1 for k, r in enumerate(group_rows)])
         local = np.array([position[i] if i >= 0 else -1 for i in index])
         init_keys = np.asarray(jax.random.key_data(keys)).reshape(*shape, -1)
@@ -199,19 +209,28 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
         keys=np.asarray(jax.random.key_data(jnp.stack(keys))),
         seed_of=np.array(seed_of, np.int32),
         tables={k: np.stack([t[k] for t in tables]) for k in tables[0]},
-        importance=data.feature_importance(spec.importance, spec.n).astype(np.float32),
         correlation=np.float32(spec.correlation),
     )
     return Layout(spec, rows, tuple(groups), the_streams, devices)
 
 
+def _hyper(spec: SweepSpec, rows: list[dict], shape: tuple[int, int]) -> Hyper:
+    """The traced hyperparameters of a group's rows, [D, G] each; importance [D, G, n] (None if uniform)."""
+    scalars = {k: np.array([r[k] for r in rows], np.float32).reshape(shape) for k in ("weight_decay", "lr_w", "lr_b")}
+    importance = None
+    if spec.weighted:
+        vectors = {label: data.feature_importance(label, spec.n).astype(np.float32) for label in spec.importance_labels}
+        importance = np.stack([vectors[r["importance"]] for r in rows]).reshape(*shape, spec.n)
+    return Hyper(**scalars, importance=importance)
+
+
 def _sampler_tables(spec: SweepSpec, p: np.ndarray) -> dict[str, np.ndarray]:
     if spec.sampler == "independent":
-        thresholds, scales = data.sampler_tables(p)
+        thresholds, scales = data.sampler_tables(p, spec.value_max)
         return {"thresholds": thresholds, "scales": scales}
     if spec.loss == "cross_entropy":  # one active feature per sample, drawn with probability p_i / sum p
-        return data.correlated_tables(p / p.sum(), "exclusive", spec.n)
-    return data.correlated_tables(p, spec.sampler, spec.correlation_block)
+        return data.correlated_tables(p / p.sum(), "exclusive", spec.n, spec.value_max)
+    return data.correlated_tables(p, spec.sampler, spec.correlation_block, spec.value_max)
 
 
 def relayout(layout: Layout, saved: dict, like: tuple) -> tuple:
@@ -241,8 +260,8 @@ def _take_models(a, rows: list[int], shape: tuple[int, int]) -> np.ndarray:
 
 def blocks(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:
     """The smallest units a batch is made of: the G models of one width that share a data
-    stream (every weight decay), or single models with ``shared_data = false``."""
-    size = len(spec.weight_decays) if spec.shared_data else 1
+    stream (every weight decay and importance), or single models with ``shared_data = false``."""
+    size = spec.models_per_stream
     return [list(range(i, i + size)) for i in range(0, len(rows), size)]
 
 

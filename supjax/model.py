@@ -12,13 +12,28 @@ import jax.numpy as jnp
 Params = dict[str, jax.Array]
 
 
-def init_params(key: jax.Array, n: int, m: int) -> Params:
-    """W ~ N(0, 1/m) of shape [n, m], b ~ N(0, 1) of shape [n] (the paper's init)."""
+def init_params(key: jax.Array, n: int, m: int, weight_init: str = "normal", bias_init: str = "normal") -> Params:
+    """W: [n, m] by :func:`init_weight`, b: [n] by :func:`init_bias`; the defaults are the
+    paper's init (W ~ N(0, 1/m), b ~ N(0, 1)), ``"xavier_normal"`` and ``"zeros"`` TMS's."""
     key_w, key_b = jax.random.split(key)
-    return {
-        "W": jax.random.normal(key_w, (n, m), jnp.float32) / jnp.sqrt(jnp.float32(m)),
-        "b": jax.random.normal(key_b, (n,), jnp.float32),
-    }
+    return {"W": init_weight(key_w, (n, m), weight_init), "b": init_bias(key_b, n, bias_init)}
+
+
+def init_weight(key: jax.Array, shape: tuple[int, int], kind: str = "normal") -> jax.Array:
+    """A weight matrix ``[n, m]``: ``"normal"``, N(0, 1/m) (the paper's code); ``"xavier_normal"``,
+    N(0, 2/(n + m)) (Glorot & Bengio 2010, torch's ``xavier_normal_`` of one [n, m] matrix, as TMS)."""
+    n, m = shape
+    draw = jax.random.normal(key, shape, jnp.float32)
+    if kind == "xavier_normal":
+        return draw * jnp.sqrt(jnp.float32(2.0 / (n + m)))
+    return draw / jnp.sqrt(jnp.float32(m))
+
+
+def init_bias(key: jax.Array, n: int, kind: str = "normal") -> jax.Array:
+    """A bias ``[n]``: ``"normal"``, N(0, 1) (the paper's code); ``"zeros"`` (TMS)."""
+    if kind == "zeros":
+        return jnp.zeros((n,), jnp.float32)
+    return jax.random.normal(key, (n,), jnp.float32)
 
 
 def forward(params: Params, x: jax.Array) -> jax.Array:

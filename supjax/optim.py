@@ -72,14 +72,24 @@ def adamw(
     )
 
 
-def toy_model_optimizer(w_learning_rate, b_learning_rate, weight_decay) -> optax.GradientTransformation:
+def toy_model_optimizer(
+    w_learning_rate, b_learning_rate, weight_decay, bias_weight_decay: bool = False
+) -> optax.GradientTransformation:
     """AdamW for a toy model's parameters: signed weight decay and the W learning rate on
     every matrix (ndim >= 2: W, and W_decoder of the untied model), plain Adam with the b
-    learning rate on every other parameter (the biases)."""
+    learning rate on every other parameter (the biases), as the paper's code.
+
+    ``bias_weight_decay``: the biases get the same decoupled decay,
+    b <- b - lr_b (m_hat / (sqrt(v_hat) + eps) + gamma b), which is torch's
+    ``AdamW(model.parameters())`` (TMS's optimizer) for gamma = ``weight_decay`` >= 0.
+    """
+    bias = [optax.scale_by_adam(), optax.scale_by_learning_rate(b_learning_rate)]
+    if bias_weight_decay:
+        bias.insert(1, optax.add_decayed_weights(weight_decay))
     return optax.partition(
         {
             "W": adamw(w_learning_rate, weight_decay),
-            "b": optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(b_learning_rate)),
+            "b": optax.chain(*bias),
         },
         lambda params: jax.tree.map(lambda p: "W" if jnp.ndim(p) >= 2 else "b", params),
     )

@@ -4,8 +4,8 @@ The whole training run, top to bottom (each a few lines below):
 
 * :func:`make_step`: ONE model, ``step_one(state, hyper, x, t) -> (state, loss)``;
 * :func:`make_group_step`: one width group of [D, G] models, ``step_one`` vmapped over the
-  G weight decays (the batch broadcast, so XLA fuses them into one wide product) and
-  mapped or vmapped over the D data streams (``Static.stream_loop``);
+  G weight decays x importances (the batch broadcast, so XLA fuses them into one wide
+  product) and mapped or vmapped over the D data streams (``Static.stream_loop``);
 * :func:`train`: ``scan`` over windows of ``log_every`` steps of a ``scan`` over steps;
   each step draws every stream's batch once and steps every width group on it;
 * :data:`init_states` and :data:`train_chunk`: both jitted, cached by ``jax.jit`` on the
@@ -60,18 +60,25 @@ class Static:
     sampler: str  # independent | copula | exclusive
     correlation_block: int
     unit_values: bool
-    weighted: bool  # importance is not uniform (uniform skips the multiply)
+    value_max: float  # active values are U(0, value_max): 2 (the paper), 1 (TMS)
+    weighted: bool  # some importance is not uniform (uniform everywhere skips the multiply)
+    weight_init: str  # normal | xavier_normal (see supjax.model.init_weight)
+    bias_init: str  # normal | zeros
+    bias_weight_decay: bool  # b decays with W's weight decay (torch's AdamW on every parameter)
     sparse_capacity: int  # slots per row of the sparse x products; 0: dense
     devices: int  # the D axis of every group is split over this many devices
     groups: tuple[GroupShape, ...]
 
 
 class Hyper(NamedTuple):
-    """Per-model hyperparameters, each ``[D, G]`` (a scalar inside the one-model step)."""
+    """Per-model hyperparameters, each ``[D, G]`` (a scalar inside the one-model step), and
+    the importance I of each model's squared error, ``[D, G, n]`` (``[n]`` inside the step),
+    or None where every model's is uniform: the step then skips the multiply."""
 
     weight_decay: Any
     lr_w: Any
     lr_b: Any
+    importance: Any = None
 
 
 class TrainState(NamedTuple):
@@ -88,28 +95,30 @@ class Streams(NamedTuple):
     keys: Any  # [seeds, 2] key data: one bit stream per seed (or per model without shared data)
     seed_of: Any  # [S] the bit stream each data stream reads
     tables: Any  # sampler tables of every stream, [S, ...] (see supjax.data)
-    importance: Any  # [n] weights of the squared error
     correlation: Any  # the within-block correlation rho
 
 
 def make_step(static: Static):
     """``(init_one, step_one)`` for ONE model; hyperparameters arrive as traced scalars.
 
-    ``init_one(key, hyper, m) -> TrainState``; ``step_one(state, hyper, x, t, importance,
-    active) -> (state, loss)`` with ``x: [B, n]``, ``t`` the step number, ``importance: [n]``
-    or None (uniform), ``active`` the sparse form of x or None (see
-    :func:`supjax.model.mse_and_grad`). The loss is that of the batch before the update:
-    n x MSE, or the mean cross-entropy; NaN once the model diverged, its state then frozen.
+    ``init_one(key, hyper, m) -> TrainState``; ``step_one(state, hyper, x, t, active) ->
+    (state, loss)`` with ``x: [B, n]``, ``t`` the step number, ``active`` the sparse form of
+    x or None (see :func:`supjax.model.mse_and_grad`); the squared error is weighted by
+    ``hyper.importance: [n]`` unless it is None. The loss is that of the batch before the
+    update: sum_i I_i (y_i - x_i)^2 averaged over the batch (n x MSE for uniform I), or the
+    mean cross-entropy; NaN once the model diverged, its state then frozen.
     """
 
     def optimizer(hyper: Hyper):
         def schedule(peak):
             return optim.warmup_cosine_schedule(peak, static.warmup_steps, static.steps, static.final_lr_fraction)
 
-        return optim.toy_model_optimizer(schedule(hyper.lr_w), schedule(hyper.lr_b), hyper.weight_decay)
+        return optim.toy_model_optimizer(
+            schedule(hyper.lr_w), schedule(hyper.lr_b), hyper.weight_decay, static.bias_weight_decay
+        )
 
     def init_one(key, hyper: Hyper, m: int) -> TrainState:
-        params = variants.init(static.model, key, static.n, m)
+        params = variants.init(static.model, key, static.n, m, static.weight_init, static.bias_init)
         return TrainState(params, optimizer(hyper).init(params), jnp.int32(-1))
 
     def objective(params, x, importance, active):
@@ -127,8 +136,8 @@ def make_step(static: Static):
             value, grads = jax.value_and_grad(mse)(params)
         return value, static.n * value, grads
 
-    def step_one(state: TrainState, hyper: Hyper, x, t, importance=None, active=None):
-        value, reported, grads = objective(state.params, x, importance, active)
+    def step_one(state: TrainState, hyper: Hyper, x, t, active=None):
+        value, reported, grads = objective(state.params, x, hyper.importance, active)
         updates, opt_state = optimizer(hyper).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         # A model whose loss or weights stop being finite keeps its last finite state and
@@ -143,20 +152,20 @@ def make_step(static: Static):
 
 
 def make_group_step(static: Static):
-    """``step_group(state, hyper, x, t, importance, active)`` for a [D, G] group, ``x: [D, B, n]``.
+    """``step_group(state, hyper, x, t, active)`` for a [D, G] group, ``x: [D, B, n]``.
 
     The batch is broadcast over G and mapped over D. On a CPU, D in sequence (``map``) is
     1.5-2x faster than a vmap over D (XLA's batched products there lose the cache-friendly
     layout); on accelerators, ``vmap``.
     """
-    step_decays = jax.vmap(make_step(static)[1], in_axes=(0, 0, None, None, None, None))
+    step_decays = jax.vmap(make_step(static)[1], in_axes=(0, 0, None, None, None))
     if static.stream_loop == "vmap":
-        return jax.vmap(step_decays, in_axes=(0, 0, 0, None, None, 0))
+        return jax.vmap(step_decays, in_axes=(0, 0, 0, None, 0))
 
-    def step_group(state, hyper, x, t, importance, active):
+    def step_group(state, hyper, x, t, active):
         def one_stream(row):
             state, hyper, x, active = row
-            return step_decays(state, hyper, x, t, importance, active)
+            return step_decays(state, hyper, x, t, active)
 
         return jax.lax.map(one_stream, (state, hyper, x, active))
 
@@ -171,7 +180,7 @@ def sample(static: Static, streams: Streams, t) -> jax.Array:
         bits = jax.vmap(lambda k: jax.random.bits(k, (batch, n), jnp.uint32))(keys)
         make = functools.partial(data.features_from_bits, unit=static.unit_values)
         return jax.vmap(make)(bits[streams.seed_of], streams.tables["thresholds"], streams.tables["scales"])
-    draws = jax.vmap(lambda k: data.correlated_draws(k, static.sampler, batch, n, block))(keys)
+    draws = jax.vmap(lambda k: data.correlated_draws(k, static.sampler, batch, n, block, static.value_max))(keys)
     draws = jax.tree.map(lambda a: a[streams.seed_of], draws)
 
     def one_stream(draw, table):
@@ -197,14 +206,13 @@ def train(static: Static, states: tuple, hypers: tuple, streams: Streams, first_
     losses come back as one ``[windows, D, G]`` array per group.
     """
     step_group = make_group_step(static)
-    importance = streams.importance if static.weighted else None
 
     def step_all(carry, t, x, active):
         states, totals = carry
         new_states, new_totals = [], []
         for group, state, hyper, total in zip(static.groups, states, hypers, totals, strict=True):
             sparse = None if active is None else tuple(_rows(static, group, a) for a in active)
-            state, loss = step_group(state, hyper, _rows(static, group, x), t, importance, sparse)
+            state, loss = step_group(state, hyper, _rows(static, group, x), t, sparse)
             new_states.append(state)
             new_totals.append(total + loss)
         return tuple(new_states), tuple(new_totals)

@@ -4,8 +4,8 @@ A run directory holds
 
 * ``config.toml``: the resolved SweepSpec (``supjax sweep DIR/config.toml`` reruns it);
 * ``models.csv``: one row per model (index, m, weight_decay, distribution, alpha,
-  activation_density, expected_active, seed, lr_w, lr_b, diverged_at: the step its loss
-  stopped being finite, -1 if never);
+  activation_density, expected_active, seed, importance, lr_w, lr_b, diverged_at: the step
+  its loss stopped being finite, -1 if never);
 * ``losses.npy``: ``[models, steps // log_every]`` float32, window means of n x MSE;
 * ``probabilities.npz``: the feature frequencies p: [n] of every distribution and density;
 * ``batches.json``: which models train together (kept so a resume trains the same batches);
@@ -40,6 +40,7 @@ COLUMNS = (
     "activation_density",
     "expected_active",
     "seed",
+    "importance",
     "lr_w",
     "lr_b",
     "diverged_at",
@@ -179,7 +180,8 @@ def load_run(path: str | Path) -> Run:
     spec = SweepSpec.from_toml(path / "config.toml")
     try:
         with open(path / "models.csv", newline="") as f:
-            models = [_typed_row(row) for row in csv.DictReader(f)]
+            # A run written before importance was a grid axis has no column: its one importance.
+            models = [{"importance": spec.importance_labels[0], **_typed_row(row)} for row in csv.DictReader(f)]
         with np.load(path / "probabilities.npz") as z:
             probabilities = {k: z[k] for k in z.files}
         info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}

@@ -43,27 +43,31 @@ from supjax import model
 BUILT_IN = ("tied", "untied", "hidden_relu", "linear")
 
 
-def _paper_init(rngs: nnx.Rngs, n: int, m: int):
-    params = model.init_params(rngs.params(), n, m)
+def _init(rngs: nnx.Rngs, n: int, m: int, weight_init: str, bias_init: str):
+    params = model.init_params(rngs.params(), n, m, weight_init, bias_init)
     return nnx.Param(params["W"]), nnx.Param(params["b"])
 
 
-class Tied(nnx.Module):
-    """The paper's model, y = ReLU(x W W^T + b); W ~ N(0, 1/m), b ~ N(0, 1)."""
+# The built-in variants take the init of W and b by keyword (``weight_init``, ``bias_init``:
+# see supjax.model.init_weight); the defaults are the paper's, W ~ N(0, 1/m), b ~ N(0, 1).
 
-    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs):
-        self.W, self.b = _paper_init(rngs, n, m)
+
+class Tied(nnx.Module):
+    """The paper's model, y = ReLU(x W W^T + b)."""
+
+    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs, weight_init: str = "normal", bias_init: str = "normal"):
+        self.W, self.b = _init(rngs, n, m, weight_init, bias_init)
 
     def __call__(self, x):
         return jax.nn.relu((x @ self.W) @ self.W.T + self.b)
 
 
 class Untied(nnx.Module):
-    """y = ReLU(x W W_decoder^T + b): encoder rows W_i and decoder rows W_decoder_i, both N(0, 1/m)."""
+    """y = ReLU(x W W_decoder^T + b): encoder rows W_i and decoder rows W_decoder_i, drawn alike."""
 
-    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs):
-        self.W, self.b = _paper_init(rngs, n, m)
-        self.W_decoder = nnx.Param(jax.random.normal(rngs.params(), (n, m), jnp.float32) / jnp.sqrt(jnp.float32(m)))
+    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs, weight_init: str = "normal", bias_init: str = "normal"):
+        self.W, self.b = _init(rngs, n, m, weight_init, bias_init)
+        self.W_decoder = nnx.Param(model.init_weight(rngs.params(), (n, m), weight_init))
 
     def __call__(self, x):
         return jax.nn.relu((x @ self.W) @ self.W_decoder.T + self.b)
@@ -72,8 +76,8 @@ class Untied(nnx.Module):
 class HiddenReLU(nnx.Module):
     """y = ReLU(ReLU(x W) W^T + b): a ReLU on the m hidden units, which privileges their basis."""
 
-    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs):
-        self.W, self.b = _paper_init(rngs, n, m)
+    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs, weight_init: str = "normal", bias_init: str = "normal"):
+        self.W, self.b = _init(rngs, n, m, weight_init, bias_init)
 
     def __call__(self, x):
         return jax.nn.relu(jax.nn.relu(x @ self.W) @ self.W.T + self.b)
@@ -82,8 +86,8 @@ class HiddenReLU(nnx.Module):
 class Linear(nnx.Module):
     """y = x W W^T + b: no output ReLU, so interference cannot be filtered (TMS's linear model)."""
 
-    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs):
-        self.W, self.b = _paper_init(rngs, n, m)
+    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs, weight_init: str = "normal", bias_init: str = "normal"):
+        self.W, self.b = _init(rngs, n, m, weight_init, bias_init)
 
     def __call__(self, x):
         return (x @ self.W) @ self.W.T + self.b
@@ -100,12 +104,15 @@ def module_class(name: str) -> type[nnx.Module]:
     return getattr(importlib.import_module(path), attribute)
 
 
-def init(name: str, key: jax.Array, n: int, m: int) -> dict:
+def init(name: str, key: jax.Array, n: int, m: int, weight_init: str = "normal", bias_init: str = "normal") -> dict:
     """Parameters of one model as a pure dict. The tied model draws exactly
-    :func:`supjax.model.init_params` (the fused path's init), so both paths start alike."""
+    :func:`supjax.model.init_params` (the fused path's init), so both paths start alike.
+    ``weight_init`` and ``bias_init`` reach the built-in variants; a user's module
+    initialises itself (the config refuses other values for it)."""
     if name == "tied":
-        return model.init_params(key, n, m)
-    state = nnx.state(module_class(name)(n, m, rngs=nnx.Rngs(params=key)), nnx.Param)
+        return model.init_params(key, n, m, weight_init, bias_init)
+    options = {"weight_init": weight_init, "bias_init": bias_init} if name in CLASSES else {}
+    state = nnx.state(module_class(name)(n, m, rngs=nnx.Rngs(params=key), **options), nnx.Param)
     return nnx.to_pure_dict(state)
 
 
