@@ -326,3 +326,7 @@ from supjax.plots_training import (  # noqa: E402, F401
     plot_exponent_over_time,
     plot_metrics_over_time,
 )
+
+# isort: split
+# Toy models of superposition (TMS, supjax.plots_tms), re-exported here.
+from supjax.plots_tms import plot_features_2d, plot_gram_and_norms, plot_phase_diagram, plot_sticky  # noqa: E402, F401
