@@ -203,6 +203,21 @@ def test_streamed_pair_sums_equal_the_dense_float64_computation():
     assert np.isnan(exact["mean_abs_overlap"]) and np.isnan(exact["coherence"])
 
 
+def test_rows_of_a_mapped_file_are_read_without_mapping_them(tmp_path):
+    W = np.random.default_rng(11).normal(size=(37, 5)).astype(ml_dtypes.bfloat16)
+    llm.save_safetensors(tmp_path / "a.safetensors", {"bias": np.ones(3, np.float32), "lm_head.weight": W})
+    np.save(tmp_path / "b.npy", W.astype(np.float32))
+    indices = np.array([0, 30, 5])
+    for mapped, values in (
+        (llm.load_matrix(tmp_path / "a.safetensors").values, W),
+        (llm.load_matrix(tmp_path / "b.npy").values, W.astype(np.float32)),
+    ):
+        assert llm.overlaps._mapped_file(mapped) and not llm.overlaps._mapped_file(mapped[2:])
+        for source, reference in ((mapped, values), (mapped[2:], values[2:]), (np.asarray(values), values)):
+            np.testing.assert_array_equal(llm.overlaps.read_rows(source, 4, 20), reference[4:20])
+            np.testing.assert_array_equal(llm.overlaps.take_rows(source, indices), reference[indices])
+
+
 def clustered_head(n: int = 3000, m: int = 16, seed: int = 10) -> np.ndarray:
     """Rows near a few shared directions and rows at random: pair statistics that vary from row to row."""
     rng = np.random.default_rng(seed)

@@ -144,7 +144,7 @@ def analyze_matrix(
         if sample_rows < 3:
             raise OptionError("--sample-rows", sample_rows, "need at least 3 rows for an interval")
         rows = np.sort(np.random.default_rng(seed).choice(n_all, size=sample_rows, replace=False))
-        W = np.asarray(W[rows])
+        W = overlaps.take_rows(W, rows)
     else:
         sample_rows = None
     n = W.shape[0]

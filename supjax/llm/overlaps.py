@@ -20,6 +20,7 @@ device; this module exists for one matrix streamed from disk.
 from __future__ import annotations
 
 import functools
+import mmap
 import sys
 from typing import NamedTuple
 
@@ -36,9 +37,44 @@ def default_block_rows(n: int, device: jax.Device) -> int:
     return int(min(n, 2048 if device.platform == "cpu" else 8192))
 
 
+def _mapped_file(W) -> bool:
+    """Whether ``W`` is a whole memory-mapped file array (its ``offset`` is where row 0 starts)."""
+    return isinstance(W, np.memmap) and isinstance(W.base, mmap.mmap) and W.flags.c_contiguous
+
+
+def read_rows(W, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of ``W: [n, m]`` as a new array.
+
+    A memory map is read with a plain file read: pages touched through the map stay mapped
+    (and count as the process's resident memory) until it closes, which for a whole pass is
+    the whole file; a read only warms the page cache.
+    """
+    if not _mapped_file(W):
+        return np.array(W[start:stop])
+    rows = np.empty((stop - start, *W.shape[1:]), W.dtype)
+    with open(W.filename, "rb") as file:
+        file.seek(W.offset + start * W.strides[0])
+        file.readinto(rows.reshape(-1).view(np.uint8))
+    return rows
+
+
+def take_rows(W, indices) -> np.ndarray:
+    """Rows ``indices`` of ``W: [n, m]`` as a new array, read as :func:`read_rows` does."""
+    indices = np.asarray(indices)
+    if not _mapped_file(W):
+        return np.asarray(W[indices])
+    rows = np.empty((indices.size, *W.shape[1:]), W.dtype)
+    flat = rows.reshape(indices.size, -1).view(np.uint8)
+    with open(W.filename, "rb") as file:
+        for k, index in enumerate(indices):
+            file.seek(W.offset + int(index) * W.strides[0])
+            file.readinto(flat[k])
+    return rows
+
+
 def _block(W, start: int, stop: int, device: jax.Device) -> jax.Array:
     """Rows ``[start, stop)`` of ``W`` on ``device``, in their stored dtype (float64 as float32 without x64)."""
-    rows = np.asarray(W[start:stop])
+    rows = read_rows(W, start, stop)
     if rows.dtype == np.float64 and not jax.config.jax_enable_x64:
         rows = rows.astype(np.float32)
     return jax.device_put(rows, device)
