@@ -3,8 +3,10 @@
 Every function takes a stack ``W: [models, n, m]`` (one row W_i per feature) or a single
 matrix ``W: [n, m]``; for a single matrix the leading ``models`` axis is dropped from every
 result. Inputs in bfloat16/float16 are upcast to float32 block by block (matrix products
-accumulate in float32 from the narrow inputs, whose products are exact in float32), so a
-half-precision LLM head never needs a float32 copy.
+accumulate in float32 from the narrow inputs, whose products are exact in float32); XLA may
+still convert the whole W once where it is a product's operand, so an LLM head too large
+for that is streamed from disk by :mod:`supjax.llm.overlaps`, which reuses the frame
+operator here.
 
 Pairwise quantities (overlaps, feature dimensionality, per-feature losses) are computed over
 blocks of rows against all n rows: memory is O(block x n), never O(n^2). The default block
@@ -16,7 +18,10 @@ that decayed to zero) has no direction; it is given w_i = 0, so its overlaps are
 still counts among the n (n - 1) pairs.
 
 This module is on the analysis side: it never imports the training code, so it runs on any
-saved weight matrix, ours or a real model's.
+saved weight matrix, ours or a real model's. It is longer than most (about 570 lines) because
+it is one idea, the measures of a weight matrix, whose every function shares the same private
+block machinery (row blocks, Gram slabs, zero-row handling); split, that machinery would
+become a public module of its own for no reader's benefit.
 """
 
 from __future__ import annotations
