@@ -132,7 +132,8 @@ def analyze_matrix(
 
     Exact mode costs O(n m^2) for the frame operator and n^2 m flops for the pairs
     (``pairwise=False``: skip them, leaving mean |o|, Var(o^2) and the coherence nan); memory
-    is W's pages plus a few [block, block] float32 slabs. ``sample_rows``: K rows drawn
+    is a few row blocks and [block, block] float32 slabs (a memory map's rows are read, not
+    mapped: :func:`supjax.llm.overlaps.read_rows`). ``sample_rows``: K rows drawn
     without replacement (seeded by ``seed``), O(K^2 m). ``device``: a ``jax.Device`` or
     platform name (``"cpu"``, ``"gpu"``). ``progress``: a bar on stderr for the pair pass.
     """

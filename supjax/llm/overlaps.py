@@ -1,17 +1,19 @@
 """Norms, frame operator and pairwise overlaps of a matrix too large to hold upcast, block by block.
 
 An LM head ``W: [n, m]`` (152 000 x 8192 in bfloat16 is 2.5 GB) is read in row blocks of its
-stored dtype, straight from a memory map; no float32 copy of the whole matrix is ever made
-(one would be 5 GB for that head, and XLA makes one when a product has W as an operand).
+stored dtype (:func:`read_rows`: file reads from a memory map's file, so the pass does not keep
+the whole file resident); no float32 copy of the whole matrix is ever made (one would be 5 GB
+for that head, and XLA makes one when a product has W as an operand).
 
 * :func:`row_pass`: the norms ||W_i|| and the frame operator S = sum_i w_i w_i^T
   (:func:`supjax.metrics.frame_operator` of each block, summed in float64). S gives the mean
   squared overlap and the tight-frame distance exactly, in O(n m^2).
-* :func:`pair_sums`: per row i, the sums over j != i of |o_ij|, o_ij^2 and (o_ij^2 - c)^2, and
-  the largest |o_ij|, for o_ij = w_i . w_j. Each unordered pair of row blocks is multiplied
-  once (n^2 m flops in all), in the stored dtype with float32 accumulation (products of
-  bfloat16 or float16 numbers are exact in float32); sums are float64 on the host. Per-row
-  sums are what a jackknife over sampled rows needs (:mod:`supjax.llm.head`).
+* :func:`pair_sums`: the sums over ordered pairs i != j of |o_ij|, o_ij^2 and (o_ij^2 - c)^2,
+  and the largest |o_ij|, for o_ij = w_i . w_j; optionally per row i. Each unordered pair of
+  row blocks is multiplied once (n^2 m flops in all), in the stored dtype with float32
+  accumulation (products of bfloat16 or float16 numbers are exact in float32); sums are
+  float64 on the host. Per-row sums are what a jackknife over sampled rows needs
+  (:mod:`supjax.llm.head`).
 
 :mod:`supjax.metrics` computes the same statistics for stacks of toy models held on the
 device; this module exists for one matrix streamed from disk.
