@@ -133,8 +133,9 @@ def plot_gram_and_norms(
         ax_gram.set_yticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
     axes[-1, 0].set_xlabel("feature $i$ (dotted: the first m)")
     axes[-1, 1].set_xlabel(r"$W W^T$ (TMS's $W^T W$) and $b$")
-    fig.colorbar(colours, ax=axes[:, 0], label=r"superposition $\sum_{j \ne i} (\hat W_i \cdot W_j)^2 / \|W_i\|^2$")
-    fig.colorbar(image, ax=axes[:, 1], label="weight")
+    label = r"superposition $\sum_{j \ne i} (\hat W_i \cdot W_j)^2 / \|W_i\|^2$"
+    fig.colorbar(colours, ax=axes[:, 0], label=label, shrink=min(1.0, 3.0 / len(best)), aspect=15)
+    fig.colorbar(image, ax=axes[:, 1], label="weight", shrink=min(1.0, 3.0 / len(best)), aspect=15)
     fig.suptitle(f"norms and superposition, n = {n}, m = {m}, importance {best['importance'].iloc[0]}", fontsize=10)
     return fig
 
@@ -142,10 +143,11 @@ def plot_gram_and_norms(
 def plot_sticky(run: Run, m: int | None = None, importance: str | None = None, weight_decay: float | None = None):
     """Dimensions per feature, m / ||W||_F^2, against 1/(1 - S) (log), TMS's "sticky" plot.
 
-    The line is the lowest-loss seed at each sparsity; grey dots are every feature's
+    The line is the lowest-loss seed at each sparsity; dots are every feature's
     dimensionality D_i = ||W_i||^2 / sum_j (w_i . W_j)^2 (:func:`supjax.metrics.feature_dimensionality`)
-    of that model, jittered; horizontal lines mark the fractions of :data:`supjax.tms.STICKY_FRACTIONS`
-    (1/2: antipodal pairs, 2/5: pentagons, ...), where both tend to stick.
+    of that model, jittered (dark: ||W_i|| > 1/2; light: unrepresented rows, whose D_i is about
+    their small squared norm); horizontal lines mark the fractions of
+    :data:`supjax.tms.STICKY_FRACTIONS` (1/2: antipodal pairs, 2/5: pentagons, ...), where both stick.
     """
     m = max(run.params) if m is None else m
     best = sparsity_models(run, m, importance, weight_decay)
@@ -157,10 +159,10 @@ def plot_sticky(run: Run, m: int | None = None, importance: str | None = None, w
     fig = Figure(layout="constrained", figsize=(6.4, 4.2))
     ax = fig.subplots()
     jitter = np.random.default_rng(0).uniform(-0.04, 0.04, dimensionality.shape)
-    ax.scatter(
-        np.repeat(x[:, None], dimensionality.shape[1], axis=1) * np.exp(jitter), dimensionality,
-        s=2, color="0.45", alpha=0.5, lw=0, label=r"$D_i$, every feature",
-    )  # fmt: skip
+    xs = np.repeat(x[:, None], dimensionality.shape[1], axis=1) * np.exp(jitter)
+    kept = np.linalg.norm(W, axis=2) > 0.5
+    for mask, colour, label in ((kept, "0.25", r"$D_i$, $\|W_i\| > 1/2$"), (~kept, "0.75", r"$D_i$, the other rows")):
+        ax.scatter(xs[mask], dimensionality[mask], s=2, color=colour, alpha=0.6, lw=0, label=label)
     ax.plot(x, per_feature, "o-", color="k", ms=3.5, lw=1.2, label=r"$m / \|W\|_F^2$")
     for top, bottom in tms.STICKY_FRACTIONS:
         ax.axhline(top / bottom, color="tab:purple", lw=0.7, alpha=0.35)

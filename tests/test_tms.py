@@ -254,3 +254,49 @@ def test_the_tms_figures_are_drawn_from_a_run(pentagons, phases, tmp_path):
         assert isinstance(fig, Figure)
         png, pdf = plots.save(fig, tmp_path / name)
         assert png.stat().st_size > 10_000 and pdf.stat().st_size > 5_000
+
+
+# ---- the experiment -----------------------------------------------------------------------------
+
+
+def test_the_tms_experiment_runs_at_smoke_scale_and_reuses_its_runs(tmp_path):
+    import importlib
+    import sys
+    from pathlib import Path
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    if str(experiments) not in sys.path:
+        sys.path.insert(0, str(experiments))
+    script, common = importlib.import_module("tms"), importlib.import_module("common")
+    runs = tmp_path / "runs"
+    numbers = script.main(["--scale", "smoke", "--out", str(runs), "--figures", str(tmp_path / "figures"), "--quiet"])
+    stems = ("tms_features_2d", "tms_features_2d_uniform", "tms_gram_norms", "tms_sticky", "tms_phase")
+    for stem in stems:
+        png, pdf = tmp_path / "figures" / f"{stem}_smoke.png", tmp_path / "figures" / f"{stem}_smoke.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
+    assert numbers["phase"]["cells"] == 9 and numbers["phase"]["seeds"] == 2
+    assert set(numbers["pentagon"]) == {"uniform", "geometric:0.9"}
+    assert numbers["pentagon"]["uniform"]["of_seeds"] == 2
+    assert len(numbers["sticky"]) == 4
+    for part in script.PARTS:
+        header = (runs / part / "summary.csv").read_text().splitlines()[0].split(",")
+        assert "importance" in header
+    spec = script.load_specs("smoke")["phase"]
+    assert common.run_or_reuse("tms-phase", "smoke", spec, runs / "phase").timing["reused"]  # a rerun only redraws
+
+
+def test_the_quick_config_keeps_tms_conventions_and_fits_the_cpu_budget():
+    import tomllib
+    from pathlib import Path
+
+    tables = tomllib.loads((Path(__file__).resolve().parents[1] / "experiments" / "tms_quick.toml").read_text())
+    assert {k: tables["conventions"][k] for k in tms.CONVENTIONS} == tms.CONVENTIONS
+    specs = {
+        part: SweepSpec.from_dict({**tables["conventions"], **tables[part]}) for part in ("pentagon", "sticky", "phase")
+    }
+    np.testing.assert_allclose(
+        [tms.density(d) for d in specs["pentagon"].distributions], tms.INTRO_DENSITIES, rtol=1e-5
+    )
+    assert specs["pentagon"].importance_labels == ("uniform", "geometric:0.9") and len(specs["phase"].seeds) >= 4
+    flops = sum(10.0 * s.batch_size * s.n * sum(s.widths) * s.num_models * s.steps for s in specs.values())
+    assert flops / 20e9 < 10 * 60  # dense work at 20 GFLOP/s, what the busy 2-core CPU gave
