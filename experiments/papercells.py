@@ -18,18 +18,33 @@ together into ``figures/fig3_papercells``, ``fig5_`` and ``fig6_`` (PNG and PDF)
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import common
 import grid
 import matplotlib
+import numpy as np
 import pandas as pd
 
-from supjax import plots
+from supjax import load_run, metrics, plots
 
 NAME = "papercells"
 SCALES = ("smoke", "paper")
+OVERLAPS = "overlaps.csv"
+KEPT = common.EXPERIMENTS / "results" / NAME  # finished pieces' tables, committed
+KEPT_FILES = (
+    "config.toml",
+    "experiment.json",
+    "models.csv",
+    "run.json",
+    "losses.npy",
+    "summary.csv",
+    "exponents.csv",
+    OVERLAPS,
+)
 
 
 def main(argv=None) -> dict | None:
@@ -43,7 +58,7 @@ def main(argv=None) -> dict | None:
             f"--alpha/--seed: this scale's pieces are alpha in {list(spec.alphas)}, seed in {list(spec.seeds)}"
         )
     parts = [
-        common.run_or_reuse(NAME, args.scale, spec.replace(alphas=(a,), seeds=(seed,)), piece_dir(args.out, a, seed))
+        train_piece(spec.replace(alphas=(a,), seeds=(seed,)), piece_dir(args.out, a, seed), args)
         for a in alphas
         for seed in seeds
     ]
@@ -75,6 +90,65 @@ def piece_dir(out, alpha: float, seed: int):
     return out / f"alpha-{float(alpha)!r}" / f"seed-{seed}"
 
 
+def train_piece(spec, out: Path, args) -> common.Experiment:
+    """Train (or resume, or reuse) one piece; add its overlap table; keep its tables in the repository.
+
+    At the paper scale the tables (not the weights: 1 MB a piece) are copied to
+    ``experiments/results/papercells/alpha-A/seed-S``, so that a finished piece outlives its run
+    directory and the session that trained it.
+    """
+    part = common.run_or_reuse(NAME, args.scale, spec, out)
+    if not (out / OVERLAPS).is_file():
+        overlap_table(load_run(out)).to_csv(out / OVERLAPS, index=False)
+    if args.scale == "paper":
+        kept = KEPT / out.parent.name / out.name
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in KEPT_FILES:
+            if (out / name).is_file() and out.resolve() != kept.resolve():
+                shutil.copy(out / name, kept / name)
+    return part
+
+
+def overlap_table(run) -> pd.DataFrame:
+    """Every model's row norms and squared overlaps measured several ways (which one is Fig. 6d's?).
+
+    ``overlap_all``: normalised rows over all pairs (summary.csv's mean_squared_overlap);
+    ``overlap_raw``: raw rows; ``overlap_represented`` / ``overlap_strong``: normalised rows of norm
+    above 1/2 / above 1 only; ``overlap_frequency_weighted``: pairs weighted by p_i p_j. Each also
+    times m.
+    """
+    rows = []
+    for model in run.models:
+        W = run.weights(model["index"])[0]
+        rows.append(
+            {
+                "index": model["index"],
+                **{k: float(v[0]) for k, v in measures(W[None], run.feature_probabilities(model["index"])).items()},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def measures(W: np.ndarray, p: np.ndarray) -> dict:
+    """Row-norm and overlap measures of ``W: [models, n, m]`` (feature frequencies ``p: [n]``): ``{name: [models]}``."""
+    norms = np.linalg.norm(W, axis=-1)
+    m = W.shape[-1]
+    out = {
+        "phi_half": (norms > 0.5).mean(1),
+        "phi_one": (norms > 1.0).mean(1),
+        "median_norm": np.median(norms, 1),
+        "overlap_all": metrics.weighted_squared_overlap(W),
+        "overlap_raw": metrics.weighted_squared_overlap(W, normalise=False),
+        "overlap_represented": metrics.weighted_squared_overlap(W, (norms > 0.5).astype(np.float32)),
+        "overlap_strong": metrics.weighted_squared_overlap(W, (norms > 1.0).astype(np.float32)),
+        "overlap_frequency_weighted": metrics.weighted_squared_overlap(W, p.astype(np.float32)),
+        "coherence": metrics.coherence(W),
+    }
+    out = {k: np.asarray(v, np.float64) for k, v in out.items()}
+    out.update({f"{k}_times_m": v * m for k, v in out.items() if k.startswith("overlap")})
+    return out
+
+
 @dataclass
 class Cells(common.Experiment):
     """The pieces as one experiment: tables concatenated (each piece's rows index its own run, and
@@ -83,8 +157,6 @@ class Cells(common.Experiment):
     per_seed: pd.DataFrame | None = None  # the exponent of every seed alone
 
     def run(self):
-        from supjax import load_run
-
         return load_run(piece_dir(self.out, grid.reference_alpha(self.summary), self.spec.seeds[0]))
 
 
