@@ -3,7 +3,7 @@
     python experiments/authors_exp10.py prepare --authors PATH/TO/SuperpositionScaling --work /tmp/exp10
     (cd /tmp/exp10 && python exp-10.py 0 90)         # the authors' code, task 0: about 1 to 2 hours, PyTorch
     python experiments/authors_exp10.py convert --work /tmp/exp10   # -> experiments/data/exp10_task0.npz
-    python experiments/authors_exp10.py compare --ours runs/papercells-paper/alpha-1.0 [--figures figures]
+    python experiments/authors_exp10.py compare [--ours experiments/results/papercells/alpha-1.0]
 
 ``prepare`` copies ``exp/exp-10.py`` and ``exp/adamw.py`` from a checkout of liuyz0/SuperpositionScaling,
 changed only in where they write (``outputs/`` instead of ``../outputs/``). Task 0 is weight decay
@@ -28,13 +28,16 @@ from pathlib import Path
 import common
 import matplotlib
 import numpy as np
+import pandas as pd
+import papercells
 from matplotlib.figure import Figure
 
-from supjax import load_run, metrics, plots
+from supjax import SweepSpec, plots
 
 DATA = common.EXPERIMENTS / "data" / "exp10_task0.npz"
 WIDTHS = (10, 15, 25, 39, 63, 100)  # floor(exp(linspace(ln 10, ln 100, 6))), exp-10's m_ran
 # Fig. 6d read off the paper's figure (figures/Fig-6-3.png): every alpha's points lie on about 1/m.
+MODEL = ["index", "m", "weight_decay", "seed", "distribution", "activation_density", "final_loss"]
 PAPER_FIG6D_TIMES_M = "about 1.0 at every width"
 
 
@@ -47,7 +50,9 @@ def main(argv=None) -> dict | None:
     convert = commands.add_parser("convert", help="the finished run's .pt files as experiments/data/exp10_task0.npz")
     convert.add_argument("--work", required=True, type=Path)
     compare = commands.add_parser("compare", help="measure the authors' W against supjax's")
-    compare.add_argument("--ours", required=True, type=Path, help="the papercells piece at alpha = 1 (seed-*/ inside)")
+    compare.add_argument(
+        "--ours", type=Path, default=papercells.KEPT / "alpha-1.0", help="papercells' alpha = 1 pieces (seed-*/ inside)"
+    )
     compare.add_argument("--data", type=Path, default=DATA)
     compare.add_argument("--figures", type=Path, default=common.REPO / "figures")
     args = parser.parse_args(argv)
@@ -85,50 +90,30 @@ def convert_run(work: Path) -> None:
     print(f"wrote {DATA}")
 
 
-def measures(W: np.ndarray, p: np.ndarray) -> dict:
-    """Row-norm and overlap measures of ``W: [models, n, m]`` (feature frequencies ``p: [n]``)."""
-    norms = np.linalg.norm(W, axis=-1)
-    m = W.shape[-1]
-    out = {
-        "phi_half": (norms > 0.5).mean(1),
-        "phi_one": (norms > 1.0).mean(1),
-        "median_norm": np.median(norms, 1),
-        "overlap_all": metrics.weighted_squared_overlap(W),
-        "overlap_raw": metrics.weighted_squared_overlap(W, normalise=False),
-        "overlap_represented": metrics.weighted_squared_overlap(W, (norms > 0.5).astype(np.float32)),
-        "overlap_strong": metrics.weighted_squared_overlap(W, (norms > 1.0).astype(np.float32)),
-        "overlap_frequency_weighted": metrics.weighted_squared_overlap(W, p.astype(np.float32)),
-        "coherence": metrics.coherence(W),
-    }
-    out = {k: np.asarray(v, np.float64) for k, v in out.items()}
-    out.update({f"{k}_times_m": v * m for k, v in out.items() if k.startswith("overlap")})
-    return out
-
-
 def compare_runs(ours: Path, data_path: Path, figures: Path) -> dict:
     if not data_path.is_file():
         raise SystemExit(f"{data_path}: not found; run the authors' code, then `convert` (see the docstring)")
-    pieces = sorted(ours.glob("seed-*"))
+    pieces = sorted(d for d in ours.glob("seed-*") if (d / papercells.OVERLAPS).is_file())
     if not pieces:
-        raise SystemExit(f"{ours}: no seed-*/ pieces; train them with experiments/papercells.py --alpha 1.0")
+        raise SystemExit(f"{ours}: no finished seed-*/ pieces; train them with experiments/papercells.py --alpha 1.0")
     with np.load(data_path) as z:
         theirs = {int(k[2:]): z[k] for k in z.files if k.startswith("W_")}
         their_losses = z["losses"]  # [widths, steps]: MSE averaged over batch and features, every step
     widths = sorted(theirs)
-    runs = [load_run(p) for p in pieces if (p / "losses.npy").is_file()]
-    p = runs[0].feature_probabilities(0)
-    table = {"authors": {}, "supjax": {}, "supjax_seeds": [int(r.models[0]["seed"]) for r in runs], "widths": widths}
+    # the pieces' tables: summary.csv (final loss) and overlaps.csv (papercells.measures of every model)
+    ours_frame = pd.concat(
+        [pd.read_csv(d / "summary.csv")[MODEL].merge(pd.read_csv(d / papercells.OVERLAPS), on="index") for d in pieces]
+    )
+    ours_frame = ours_frame[ours_frame.weight_decay == -1.0]
+    first = ours_frame.iloc[0]
+    p = SweepSpec.from_toml(pieces[0] / "config.toml").probabilities(first.distribution, first.activation_density)
+    table = {"authors": {}, "supjax": {}, "supjax_seeds": sorted(ours_frame.seed.unique().tolist()), "widths": widths}
     for k, m in enumerate(widths):
-        row = {key: float(v[0]) for key, v in measures(theirs[m][None], p).items()}
+        row = {key: float(v[0]) for key, v in papercells.measures(theirs[m][None], p).items()}
         row["final_loss"] = float(theirs[m].shape[0] * their_losses[k, -100:].mean())
         table["authors"][m] = row
-        ours_m = []
-        for run in runs:
-            index = next(r["index"] for r in run.models if r["m"] == m and r["weight_decay"] == -1.0)
-            values = {key: float(v[0]) for key, v in measures(run.weights(index)[0][None], p).items()}
-            values["final_loss"] = float(run.final_loss()[index])
-            ours_m.append(values)
-        table["supjax"][m] = {key: [np.mean([o[key] for o in ours_m]), np.std([o[key] for o in ours_m])] for key in row}
+        at_m = ours_frame[ours_frame.m == m]
+        table["supjax"][m] = {key: [at_m[key].mean(), at_m[key].std(ddof=0)] for key in row}
     table["paper_fig6d_m_times_overlap"] = PAPER_FIG6D_TIMES_M
     (ours / "exp10_comparison.json").write_text(json.dumps(common._plain(table), indent=1) + "\n")
     with matplotlib.rc_context(plots.STYLE):

@@ -192,7 +192,7 @@ def test_the_authors_run_is_compared_measure_by_measure(tmp_path):
     np.savez(data, losses=per_step, **{f"W_{r['m']}": run.weights(r["index"])[0] for r in strong})
     table = authors.main(["compare", "--ours", str(out / "alpha-1.0"), "--data", str(data), "--figures", str(tmp_path)])
     assert table["widths"] == [4, 6, 8] and table["supjax_seeds"] == [0, 1]
-    first = [authors.measures(run.weights(r["index"])[0][None], run.feature_probabilities(0)) for r in strong]
+    first = [papercells.measures(run.weights(r["index"])[0][None], run.feature_probabilities(0)) for r in strong]
     for k, m in enumerate(table["widths"]):
         row = table["authors"][m]
         assert row["final_loss"] == pytest.approx(run.final_loss()[strong[k]["index"]], rel=1e-5)
