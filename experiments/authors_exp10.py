@@ -36,8 +36,9 @@ from supjax import SweepSpec, plots
 
 DATA = common.EXPERIMENTS / "data" / "exp10_task0.npz"
 WIDTHS = (10, 15, 25, 39, 63, 100)  # floor(exp(linspace(ln 10, ln 100, 6))), exp-10's m_ran
-# Fig. 6d read off the paper's figure (figures/Fig-6-3.png): every alpha's points lie on about 1/m.
+# the columns of a piece's summary.csv that the comparison reads
 MODEL = ["index", "m", "weight_decay", "seed", "distribution", "activation_density", "final_loss"]
+# Fig. 6d read off the paper's figure (figures/Fig-6-3.png): every alpha's points lie on about 1/m.
 PAPER_FIG6D_TIMES_M = "about 1.0 at every width"
 
 
