@@ -10,6 +10,10 @@ Fields split in two kinds, as in evosax/rejax:
 
 Every check runs in :meth:`SweepSpec.validate`, before anything is compiled, and raises
 :class:`ConfigError` whose message is one line: the field, the value, and the fix.
+
+The module is longer than the others (about 600 lines) on purpose: it is one dataclass, and each
+field's default, its documentation and its check sit in this one file, so that adding a field
+touches one place and a reader finds every rule a config must obey here.
 """
 
 from __future__ import annotations
