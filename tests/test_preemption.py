@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import warnings
 
@@ -41,12 +40,11 @@ def wait_for_step(out, process, at_least: int = 1, timeout: float = 120):
         time.sleep(0.05)
 
 
-def status_of(out) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-m", "supjax.cli", "status", str(out), "--json"], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+def status_of(out, capsys) -> dict:
+    """``supjax status OUT --json``, called in-process: the sweep in flight keeps running meanwhile."""
+    capsys.readouterr()
+    assert main(["status", str(out), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
 
 
 def assert_same_run(a, b):
@@ -70,23 +68,22 @@ def reference(config):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_checkpoints_the_step_reached_and_resume_finishes_bitwise(config, reference, tmp_path, signum, code):
+def test_a_signal_checkpoints_the_step_reached_and_resume_finishes_bitwise(
+    config, reference, tmp_path, capsys, signum, code
+):
     out = tmp_path / "run"
     first = sweep_cli(config, "--out", out)
     wait_for_step(out, first)
-    running = status_of(out)
+    running = status_of(out, capsys)
     assert running["running"] and running["holder"]["pid"] == first.pid and not running["finished"]
     assert 0 < running["batches"][0]["step"] < 6000 and running["batches"][0]["checkpointed"] == 0
-    # One writer: a second sweep on the directory, new or resumed, is refused naming the first.
+    # One writer: a second sweep on the directory, new or resumed, is refused naming the first
+    # (in-process, so that the first is surely still training when the signal comes).
     for extra in ([], ["--resume"]):
-        second = subprocess.run(
-            [sys.executable, "-m", "supjax.cli", "sweep", str(config), "--out", str(out), *extra, "--quiet"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
-        assert f"process {first.pid}" in second.stderr and "in use" in second.stderr
+        assert main(["sweep", str(config), "--out", str(out), *extra, "--quiet"]) == 2
+        refused = capsys.readouterr().err
+        assert refused.count("\n") == 1 and f"process {first.pid}" in refused and "in use" in refused, refused
+    assert first.poll() is None, "the sweep finished before the signal: make CONFIG longer"
     sent = time.time()
     first.send_signal(signum)
     assert first.wait(timeout=60) == code
@@ -95,12 +92,12 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_finishes_bitwise(confi
     assert message.count("\n") == 0 and "interrupted at step" in message and "--resume" in message, message
     steps = sorted(int(p.name) for p in (out / "checkpoints" / "batch-000").iterdir() if p.name.isdigit())
     assert len(steps) == 1 and 0 < steps[0] < 6000, steps  # the step it reached, not the periodic one
-    stopped = status_of(out)
+    stopped = status_of(out, capsys)
     assert not stopped["running"] and stopped["batches"][0]["checkpointed"] == steps[0]
     resumed = sweep_cli(config, "--out", out, "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     assert_same_run(load_run(out), reference)
-    assert status_of(out)["finished"]
+    assert status_of(out, capsys)["finished"]
 
 
 @pytest.mark.slow
