@@ -1,8 +1,26 @@
+import atexit
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+# One XLA compilation cache for the whole test session, subprocesses included (they inherit the
+# environment): many tests compile the same small programs, in this process and in the CLI
+# processes they start. It lives in a fresh directory, so no run of the suite reads another's
+# programs; JAX's compile log (see CompileLog) is written before the cache is consulted, so the
+# recompilation counts are unchanged.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="supjax-tests-xla-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ.update(
+        JAX_COMPILATION_CACHE_DIR=_cache,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
+    )
 
 
 def sweep_cli(*args):
