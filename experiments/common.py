@@ -47,6 +47,10 @@ class Experiment:
 
         return load_run(self.out)
 
+    def row_norms(self, index: int) -> np.ndarray:
+        """||W_i|| of every feature of model ``index``: [n]."""
+        return np.linalg.norm(self.run().weights(index)[0], axis=1)
+
 
 def parse_args(name: str, description: str, argv=None, extra=None, scales=SCALES) -> argparse.Namespace:
     """``--scale``, ``--out``, ``--figures``, ``--set``, ``--quiet``; ``extra(parser)`` adds more."""

@@ -193,12 +193,12 @@ def fig6(exp) -> Figure:
     axes = list(fig.subplots(1, 4))
     gamma_colours = common.gamma_colours(s["weight_decay"])
     # (a) row norms at the largest width
-    run, m = exp.run(), int(s.m.max())
+    m = int(s.m.max())
     picks = sorted({s.weight_decay.min(), s.weight_decay.max()})
     bins = np.linspace(0, 1.6, 41)
     for gamma in picks:
         index = int(s[(s.m == m) & (s.alpha == alpha) & (s.weight_decay == gamma)]["index"].iloc[0])
-        norms = np.linalg.norm(run.weights(index)[0], axis=1)
+        norms = exp.row_norms(index)
         bins = np.linspace(0, max(bins[-1], norms.max() * 1.02), 41)
         axes[0].hist(norms, bins=bins, color=gamma_colours.to_rgba(gamma), alpha=0.7, label=rf"$\gamma$ = {gamma:g}")
     axes[0].axvline(0.5, color="k", ls=":", lw=1)

@@ -34,6 +34,7 @@ from supjax import load_run, metrics, plots
 NAME = "papercells"
 SCALES = ("smoke", "paper")
 OVERLAPS = "overlaps.csv"
+NORMS = "row_norms.npy"  # [models, n]: every model's row norms, for Fig. 6a without the weights
 KEPT = common.EXPERIMENTS / "results" / NAME  # finished pieces' tables, committed
 KEPT_FILES = (
     "config.toml",
@@ -44,6 +45,7 @@ KEPT_FILES = (
     "summary.csv",
     "exponents.csv",
     OVERLAPS,
+    NORMS,
 )
 
 
@@ -98,8 +100,11 @@ def train_piece(spec, out: Path, args) -> common.Experiment:
     directory and the session that trained it.
     """
     part = common.run_or_reuse(NAME, args.scale, spec, out)
-    if not (out / OVERLAPS).is_file():
-        overlap_table(load_run(out)).to_csv(out / OVERLAPS, index=False)
+    if not (out / OVERLAPS).is_file() or not (out / NORMS).is_file():
+        run = load_run(out)
+        overlap_table(run).to_csv(out / OVERLAPS, index=False)
+        norms = [np.linalg.norm(run.weights(model["index"])[0], axis=1) for model in run.models]
+        np.save(out / NORMS, np.stack(norms).astype(np.float32))
     if args.scale == "paper":
         kept = KEPT / out.parent.name / out.name
         kept.mkdir(parents=True, exist_ok=True)
@@ -157,7 +162,14 @@ class Cells(common.Experiment):
     per_seed: pd.DataFrame | None = None  # the exponent of every seed alone
 
     def run(self):
-        return load_run(piece_dir(self.out, grid.reference_alpha(self.summary), self.spec.seeds[0]))
+        return load_run(self._first_piece())
+
+    def row_norms(self, index: int) -> np.ndarray:
+        """From the piece's row_norms.npy, so that kept tables (no weights) draw Fig. 6 too."""
+        return np.load(self._first_piece() / NORMS)[index]
+
+    def _first_piece(self) -> Path:
+        return piece_dir(self.out, grid.reference_alpha(self.summary), self.spec.seeds[0])
 
 
 def combine(parts: list[common.Experiment], spec, args) -> Cells:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -169,6 +170,15 @@ def test_paper_cells_train_in_resumable_pieces_and_combine(tmp_path):
     assert set(spread) == {"1|-1", "1|0.111111", "2|-1", "2|0.111111"}
     assert all(count == 2 for _, _, count in spread.values())  # two seeds, one fit each
     assert len(numbers["overlap_times_m"]) == 2 * 2 * 3 and numbers["by"].startswith("alpha|weight_decay|m")
+    # The tables a piece keeps (no weights, no checkpoints) redraw everything and give the same numbers.
+    kept = tmp_path / "kept"
+    for piece in out.glob("alpha-*/seed-*"):
+        (kept / piece.parent.name / piece.name).mkdir(parents=True)
+        for name in papercells.KEPT_FILES:
+            shutil.copy(piece / name, kept / piece.parent.name / piece.name / name)
+    again = papercells.main(["--scale", "smoke", "--out", str(kept), "--figures", str(tmp_path / "again"), "--quiet"])
+    assert json.dumps(again, sort_keys=True) == json.dumps(numbers, sort_keys=True)
+    _check_figure(tmp_path / "again", "fig6_papercells-smoke")
     from supjax import SweepSpec
     from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS
 
