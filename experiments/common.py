@@ -113,8 +113,9 @@ def machine() -> str:
     import jax
 
     device = jax.devices()[0]
-    if device.platform == "cpu":
-        return f"{os.cpu_count()}-core CPU"
+    if device.platform == "cpu":  # XLA:CPU's sums depend on how many cores it may use: say so
+        usable, total = len(os.sched_getaffinity(0)), os.cpu_count()
+        return f"{total}-core CPU" if usable == total else f"{total}-core CPU, {usable} of its cores usable"
     return str(device.device_kind)
 
 
