@@ -209,15 +209,22 @@ def fig6(exp) -> Figure:
     # (b) phi_1 and (c) mean squared overlap against m, strongest growth, one line per alpha
     strong = s[s.weight_decay == strongest]
     colours = alpha_colours(s["alpha"])
+    # Fig. 6d's measure is the overlap of the rows with norm > 1 (experiments/authors_exp10.py): dashed
+    by_rows = "strong_mean_squared_overlap" in strong
     for a, rows in strong.groupby("alpha"):
-        rows = rows.sort_values("m")
+        rows = rows.groupby("m").mean(numeric_only=True).reset_index()  # the mean over seeds
         colour = colours.to_rgba(a)
         axes[1].plot(rows.m, rows.strong_fraction, "o-", color=colour, ms=3, lw=1)
         axes[2].plot(rows.m, rows.mean_squared_overlap, "o-", color=colour, ms=3, lw=1)
+        if by_rows:
+            axes[2].plot(rows.m, rows.strong_mean_squared_overlap, "s--", color=colour, ms=3, lw=1)
     widths = np.geomspace(s.m.min(), s.m.max(), 50)
     axes[2].plot(widths, 1 / widths, "k--", lw=1.2, label="$1/m$")
     axes[2].plot(widths, metrics.welch_bound(n, widths), "k:", lw=1.2, label=f"Welch bound, n = {n}")
-    axes[2].legend(loc="lower left")
+    if by_rows:
+        axes[2].plot([], [], "ko-", ms=3, lw=1, label="all rows")
+        axes[2].plot([], [], "ks--", ms=3, lw=1, label=r"rows with $\|W_i\| > 1$")
+    axes[2].legend(loc="lower left", fontsize=7)
     for ax in axes[1:3]:
         common.width_axis(ax, s.m)
         ax.set_xlabel("width $m$")

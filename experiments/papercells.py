@@ -14,6 +14,8 @@ interrupted, so the whole runs as background pieces that each fit in one sitting
 are trained in turn. Once every piece of the scale is done, a call without them analyses all pieces
 together into ``figures/fig3_papercells``, ``fig5_`` and ``fig6_`` (PNG and PDF) and
 ``<out>/numbers.json``, which adds the seed-to-seed spread to grid.py's headline numbers.
+``--available`` trains nothing and reports the pieces that are finished, e.g. from the tables each
+piece keeps in the repository: ``--out experiments/results/papercells --available``.
 """
 
 from __future__ import annotations
@@ -59,12 +61,16 @@ def main(argv=None) -> dict | None:
         raise SystemExit(
             f"--alpha/--seed: this scale's pieces are alpha in {list(spec.alphas)}, seed in {list(spec.seeds)}"
         )
+    pieces = [(a, seed) for a in alphas for seed in seeds]
+    if args.available:  # only the finished pieces: an interim report while the others train
+        pieces = [(a, seed) for a, seed in pieces if (piece_dir(args.out, a, seed) / "summary.csv").is_file()]
+        if not pieces:
+            raise SystemExit(f"{args.out}: no finished piece (alpha-A/seed-S/summary.csv) to report")
+        spec = spec.replace(alphas=tuple(sorted({a for a, _ in pieces})), seeds=tuple(sorted({s for _, s in pieces})))
     parts = [
-        train_piece(spec.replace(alphas=(a,), seeds=(seed,)), piece_dir(args.out, a, seed), args)
-        for a in alphas
-        for seed in seeds
+        train_piece(spec.replace(alphas=(a,), seeds=(seed,)), piece_dir(args.out, a, seed), args) for a, seed in pieces
     ]
-    if args.alpha is not None or args.seed is not None:
+    if (args.alpha is not None or args.seed is not None) and not args.available:
         print(f"{NAME}: pieces alpha in {list(alphas)}, seed in {list(seeds)} done in {args.out}")
         return None
     exp = combine(parts, spec, args)
@@ -86,6 +92,11 @@ def main(argv=None) -> dict | None:
 def _piece_options(parser) -> None:
     parser.add_argument("--alpha", type=float, help="train only the pieces of this data exponent (e.g. 1.0)")
     parser.add_argument("--seed", type=int, help="train only the pieces of this seed")
+    parser.add_argument(
+        "--available",
+        action="store_true",
+        help="train nothing: report the finished pieces (e.g. --out the kept tables)",
+    )
 
 
 def piece_dir(out, alpha: float, seed: int):
