@@ -179,6 +179,12 @@ def test_paper_cells_train_in_resumable_pieces_and_combine(tmp_path):
     again = papercells.main(["--scale", "smoke", "--out", str(kept), "--figures", str(tmp_path / "again"), "--quiet"])
     assert json.dumps(again, sort_keys=True) == json.dumps(numbers, sort_keys=True)
     _check_figure(tmp_path / "again", "fig6_papercells-smoke")
+    # --available reports the finished pieces only, and trains nothing.
+    shutil.rmtree(kept / "alpha-2.0")
+    interim = papercells.main(
+        ["--scale", "smoke", "--out", str(kept), "--available", "--quiet", "--figures", str(kept)]
+    )
+    assert set(interim["model_exponent_per_seed"]) == {"1|-1", "1|0.111111"} and not (kept / "alpha-2.0").exists()
     from supjax import SweepSpec
     from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS
 
