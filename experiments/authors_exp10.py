@@ -27,6 +27,7 @@ from pathlib import Path
 
 import common
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import papercells
@@ -146,7 +147,13 @@ def figure(table: dict) -> Figure:
     ax1.axhline(1.0, color="k", ls=":", lw=1)
     ax1.set(xscale="log", yscale="log", xlabel="width $m$", ylabel=r"$m \times$ mean squared overlap")
     ax1.set_title("o: the authors' exp-10.py   x: supjax (seeds)", loc="right", fontsize=8)
-    ax1.legend(fontsize=7, loc="upper right")
+    ax1.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax1.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax1.set_yticks([0.4, 0.6, 1, 2, 3])
+    ax1.legend(
+        fontsize=7, loc="lower left", title="all pairs (blue) lies under norm > 1/2 (green): every row has norm > 1/2"
+    )
+    ax1.get_legend().get_title().set_fontsize(6)
     for ax, key, label in ((ax2, "final_loss", "final loss $L$"), (ax3, "phi_one", r"$\phi_1$")):
         theirs = [table["authors"][m][key] for m in widths]
         ours = np.array([table["supjax"][m][key] for m in widths])
