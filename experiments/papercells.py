@@ -218,6 +218,7 @@ def headline_numbers(exp) -> dict:
     per_seed = exp.per_seed
     s["phi_half_over_m_by_n"] = s.represented_fraction / (s.m / n)
     s["overlap_times_m"] = s.mean_squared_overlap * s.m
+    s["strong_overlap_times_m"] = s.strong_mean_squared_overlap * s.m  # Fig. 6d's measure (rows with norm > 1)
     s["loss_over_unlearned"] = s.final_loss / s.unlearned_loss
     by = ["alpha", "weight_decay", "m"]
     return {
@@ -228,6 +229,7 @@ def headline_numbers(exp) -> dict:
         "phi_half_over_m_by_n": seed_spread(s, "phi_half_over_m_by_n", by),
         "phi_one": seed_spread(s, "strong_fraction", by),
         "overlap_times_m": seed_spread(s, "overlap_times_m", by),
+        "strong_overlap_times_m": seed_spread(s, "strong_overlap_times_m", by),
         "etf_variance_ratio": seed_spread(s, "etf_variance_ratio", by),
         "loss_over_unlearned": seed_spread(s, "loss_over_unlearned", by),
         "model_exponent_per_seed": seed_spread(per_seed, "model_exponent", ["alpha", "weight_decay"]),

@@ -170,6 +170,7 @@ def test_paper_cells_train_in_resumable_pieces_and_combine(tmp_path):
     assert set(spread) == {"1|-1", "1|0.111111", "2|-1", "2|0.111111"}
     assert all(count == 2 for _, _, count in spread.values())  # two seeds, one fit each
     assert len(numbers["overlap_times_m"]) == 2 * 2 * 3 and numbers["by"].startswith("alpha|weight_decay|m")
+    assert len(numbers["strong_overlap_times_m"]) == 2 * 2 * 3
     # The tables a piece keeps (no weights, no checkpoints) redraw everything and give the same numbers.
     kept = tmp_path / "kept"
     for piece in out.glob("alpha-*/seed-*"):
