@@ -123,7 +123,7 @@ def caption(exp: Experiment) -> str:
     s = exp.spec
     return (
         f"{exp.scale} scale: n = {s.n}, batch {s.batch_size}, {s.steps} steps, "
-        f"{s.num_models} models; {exp.timing.get('machine', machine())}"
+        f"{len(exp.summary)} models; {exp.timing.get('machine', machine())}"
     )
 
 
@@ -193,7 +193,7 @@ def finish(name: str, exp: Experiment, written: list[Path], numbers: dict, start
     total = time.perf_counter() - started
     t = exp.timing
     how = "reused" if t.get("reused") else f"trained in {t.get('train_s', float('nan')):.0f} s"
-    print(f"{name} ({exp.scale}): {exp.spec.num_models} models {how}, analysed in {t.get('analyze_s', 0):.0f} s")
+    print(f"{name} ({exp.scale}): {len(exp.summary)} models {how}, analysed in {t.get('analyze_s', 0):.0f} s")
     print(f"  run: {exp.out}   numbers: {exp.out / 'numbers.json'}   this call: {total:.0f} s")
     for path in written:
         print(f"  figure: {path}")
