@@ -47,9 +47,10 @@ class Experiment:
 
         return load_run(self.out)
 
-    def row_norms(self, index: int) -> np.ndarray:
-        """||W_i|| of every feature of model ``index``: [n]."""
-        return np.linalg.norm(self.run().weights(index)[0], axis=1)
+    def row_norms(self, indices: list[int]) -> np.ndarray:
+        """||W_i|| of every feature of the models ``indices``: [len(indices), n] (one load of the run)."""
+        run = self.run()
+        return np.stack([np.linalg.norm(run.weights(index)[0], axis=1) for index in indices])
 
 
 def parse_args(name: str, description: str, argv=None, extra=None, scales=SCALES) -> argparse.Namespace:

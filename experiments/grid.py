@@ -196,9 +196,8 @@ def fig6(exp) -> Figure:
     m = int(s.m.max())
     picks = sorted({s.weight_decay.min(), s.weight_decay.max()})
     bins = np.linspace(0, 1.6, 41)
-    for gamma in picks:
-        index = int(s[(s.m == m) & (s.alpha == alpha) & (s.weight_decay == gamma)]["index"].iloc[0])
-        norms = exp.row_norms(index)
+    indices = [int(s[(s.m == m) & (s.alpha == alpha) & (s.weight_decay == g)]["index"].iloc[0]) for g in picks]
+    for gamma, norms in zip(picks, exp.row_norms(indices), strict=True):
         bins = np.linspace(0, max(bins[-1], norms.max() * 1.02), 41)
         axes[0].hist(norms, bins=bins, color=gamma_colours.to_rgba(gamma), alpha=0.7, label=rf"$\gamma$ = {gamma:g}")
     axes[0].axvline(0.5, color="k", ls=":", lw=1)

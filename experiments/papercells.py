@@ -112,10 +112,9 @@ def train_piece(spec, out: Path, args) -> common.Experiment:
     """
     part = common.run_or_reuse(NAME, args.scale, spec, out)
     if not (out / OVERLAPS).is_file() or not (out / NORMS).is_file():
-        run = load_run(out)
-        overlap_table(run).to_csv(out / OVERLAPS, index=False)
-        norms = [np.linalg.norm(run.weights(model["index"])[0], axis=1) for model in run.models]
-        np.save(out / NORMS, np.stack(norms).astype(np.float32))
+        overlaps, norms = weight_tables(load_run(out))
+        overlaps.to_csv(out / OVERLAPS, index=False)
+        np.save(out / NORMS, norms)
     if args.scale == "paper":
         kept = KEPT / out.parent.name / out.name
         kept.mkdir(parents=True, exist_ok=True)
@@ -125,24 +124,22 @@ def train_piece(spec, out: Path, args) -> common.Experiment:
     return part
 
 
-def overlap_table(run) -> pd.DataFrame:
-    """Every model's row norms and squared overlaps measured several ways (which one is Fig. 6d's?).
+def weight_tables(run) -> tuple[pd.DataFrame, np.ndarray]:
+    """What a piece keeps of its weights: every model's :func:`measures` (which overlap is Fig. 6d's?)
+    as a table, and its row norms ``[models, n]`` (float32).
 
     ``overlap_all``: normalised rows over all pairs (summary.csv's mean_squared_overlap);
     ``overlap_raw``: raw rows; ``overlap_represented`` / ``overlap_strong``: normalised rows of norm
     above 1/2 / above 1 only; ``overlap_frequency_weighted``: pairs weighted by p_i p_j. Each also
     times m.
     """
-    rows = []
+    rows, norms = [], []
     for model in run.models:
         W = run.weights(model["index"])[0]
-        rows.append(
-            {
-                "index": model["index"],
-                **{k: float(v[0]) for k, v in measures(W[None], run.feature_probabilities(model["index"])).items()},
-            }
-        )
-    return pd.DataFrame(rows)
+        values = measures(W[None], run.feature_probabilities(model["index"]))
+        rows.append({"index": model["index"], **{k: float(v[0]) for k, v in values.items()}})
+        norms.append(np.linalg.norm(W, axis=1))
+    return pd.DataFrame(rows), np.stack(norms).astype(np.float32)
 
 
 def measures(W: np.ndarray, p: np.ndarray) -> dict:
@@ -155,8 +152,8 @@ def measures(W: np.ndarray, p: np.ndarray) -> dict:
         "median_norm": np.median(norms, 1),
         "overlap_all": metrics.weighted_squared_overlap(W),
         "overlap_raw": metrics.weighted_squared_overlap(W, normalise=False),
-        "overlap_represented": metrics.weighted_squared_overlap(W, (norms > 0.5).astype(np.float32)),
-        "overlap_strong": metrics.weighted_squared_overlap(W, (norms > 1.0).astype(np.float32)),
+        "overlap_represented": metrics.represented_squared_overlap(W, 0.5),
+        "overlap_strong": metrics.represented_squared_overlap(W, 1.0),
         "overlap_frequency_weighted": metrics.weighted_squared_overlap(W, p.astype(np.float32)),
         "coherence": metrics.coherence(W),
     }
@@ -175,9 +172,9 @@ class Cells(common.Experiment):
     def run(self):
         return load_run(self._first_piece())
 
-    def row_norms(self, index: int) -> np.ndarray:
+    def row_norms(self, indices: list[int]) -> np.ndarray:
         """From the piece's row_norms.npy, so that kept tables (no weights) draw Fig. 6 too."""
-        return np.load(self._first_piece() / NORMS)[index]
+        return np.load(self._first_piece() / NORMS)[indices]
 
     def _first_piece(self) -> Path:
         return piece_dir(self.out, grid.reference_alpha(self.summary), self.spec.seeds[0])
