@@ -179,3 +179,40 @@ def load_results(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     summary = pd.read_csv(path / "summary.csv")
     exponents = pd.read_csv(path / "exponents.csv", dtype={"seed": str})
     return summary, exponents
+
+
+def compare(reference: str | Path, other: str | Path) -> dict:
+    """Whether the analysed run ``other`` agrees with ``reference`` within seed noise: the
+    check a cheaper setting (TF32 products, a new code version) must pass.
+
+    Models are matched on their grid coordinates. A model's final loss is within noise when
+    it differs from the reference's by at most the reference's seed-to-seed standard deviation
+    in that cell (so ``reference`` needs two or more seeds); an exponent fitted over all seeds,
+    when it differs by at most the two fits' combined standard error. ``within_noise``: nine
+    models in ten and every exponent within noise (a changed rounding can still send the odd
+    model to another minimum, as a changed seed does).
+    """
+    (ref, ref_fits), (new, new_fits) = load_results(reference), load_results(other)
+    cell = [*GROUP_KEYS, "m"]
+    joined = ref.merge(new, on=[*cell, "seed"], suffixes=("_ref", ""), validate="one_to_one")
+    if len(joined) != len(ref) or len(joined) != len(new):
+        raise RunDirError(other, f"holds other models than {reference}; compare runs of one grid")
+    if ref.seed.nunique() < 2:
+        raise RunDirError(reference, "has one seed; the seed-to-seed spread needs two or more")
+    spread = ref.groupby(cell, dropna=False).final_loss.std().rename("seed_std").reset_index()
+    joined = joined.merge(spread, on=cell)
+    loss_change = (joined.final_loss - joined.final_loss_ref).abs()
+    pooled = [f[f.seed.astype(str) == "all"] for f in (ref_fits, new_fits)]
+    fits = pooled[0].merge(pooled[1], on=list(GROUP_KEYS), suffixes=("_ref", ""), validate="one_to_one")
+    z = (fits.model_exponent - fits.model_exponent_ref).abs() / np.hypot(fits.stderr, fits.stderr_ref)
+    return {
+        "models": len(joined),
+        "max_relative_loss_change": float((loss_change / joined.final_loss_ref).max()),
+        "median_loss_change_over_seed_std": float((loss_change / joined.seed_std).median()),
+        "losses_within_seed_std": float((loss_change <= joined.seed_std).mean()),
+        "fits": len(fits),
+        "max_exponent_change": float((fits.model_exponent - fits.model_exponent_ref).abs().max()),
+        "max_exponent_change_in_stderr": float(z.max()),
+        "exponents_within_stderr": float((z <= 1).mean()),
+        "within_noise": bool((loss_change <= joined.seed_std).mean() >= 0.9 and (z <= 1).all()),
+    }

@@ -25,8 +25,9 @@ from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS, SweepSpec, distribu
 WORKLOADS = {
     # exp-10: one alpha, the six paper widths, ten weight decays: 60 models.
     "paper-slice": SweepSpec(widths=PAPER_WIDTHS, weight_decays=PAPER_WEIGHT_DECAYS, alphas=(1.0,)),
-    # exp-10 + exp-10-3: 18 data exponents in [0, 2] (the paper's two alpha ranges meet at 1): 1080 models.
-    "paper-grid": SweepSpec(alphas=tuple(np.linspace(0.0, 2.0, 18).tolist())),
+    # exp-10 + exp-10-3 (experiments/grid_paper.toml): alpha = 0, 1/8, .., 2, the ten weight decays,
+    # the six widths: 1020 distinct models (the paper's 1080 count alpha = 1 twice).
+    "paper-grid": SweepSpec(alphas=tuple(np.arange(17) / 8)),
     # exp-17: n = 10240, batch 8192, m = 8..1024, width-scaled learning rates, 40000 steps.
     "large": SweepSpec(
         n=10240,
@@ -120,7 +121,8 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
             x = paper_batch(key, p, spec.batch_size)
         else:
             x = data.features_from_bits(jax.random.bits(key, (spec.batch_size, spec.n), jnp.uint32), thresholds, scales)
-        return step_one(state, hyper, x, t)
+        with jax.default_matmul_precision(spec.precision):  # the products supjax's run uses
+            return step_one(state, hyper, x, t)
 
     seconds = 0.0
     for i, m in enumerate(spec.widths):
@@ -148,11 +150,13 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
     }
 
 
-def machine_limits(size: int = 2048, repeats: int = 5) -> dict:
-    """Measured float32 matrix-product flop/s and streaming bandwidth of the default device.
+def machine_limits(size: int = 2048, repeats: int = 5, precision: str = "float32") -> dict:
+    """Measured matrix-product flop/s and streaming bandwidth of the default device.
 
-    The roofline against which a step is judged: a square ``size`` matmul for compute,
-    ``y = 2 x + 1`` over 256 MB for memory (bytes read plus written).
+    The roofline against which a step is judged: a square ``size`` product of random
+    float32 matrices with ``precision`` products (``tensorfloat32``: the GPU's TF32 tensor
+    cores) for compute, ``y = 2 x + 1`` over 256 MB for memory (bytes read plus written).
+    Best of ``repeats`` timings after a warm-up.
     """
 
     def best_time(fn, *args):
@@ -164,23 +168,88 @@ def machine_limits(size: int = 2048, repeats: int = 5) -> dict:
             times.append(time.perf_counter() - started)
         return min(times)
 
-    a = jnp.ones((size, size), jnp.float32)
-    matmul = best_time(jax.jit(lambda a: a @ a), a)
-    x = jnp.ones((64, 1024, 1024), jnp.float32)
+    a, b = jax.random.normal(jax.random.key(0), (2, size, size), jnp.float32)
+    with jax.default_matmul_precision(precision):
+        matmul = best_time(jax.jit(lambda a, b: a @ b), a, b)
+    x = jax.random.uniform(jax.random.key(1), (64, 1024, 1024), jnp.float32)
     stream = best_time(jax.jit(lambda x: 2.0 * x + 1.0), x)
-    return {"matmul_flops_per_s": 2.0 * size**3 / matmul, "bandwidth_bytes_per_s": 2.0 * x.nbytes / stream}
+    return {
+        "precision": precision,
+        "matmul_size": size,
+        "matmul_flops_per_s": 2.0 * size**3 / matmul,
+        "bandwidth_bytes_per_s": 2.0 * x.nbytes / stream,
+    }
 
 
-def run(workload: str, steps: int, baseline_steps: int | None = None, sparse: bool = False) -> dict:
+def run(
+    workload: str,
+    steps: int,
+    baseline_steps: int | None = None,
+    sparse: bool = False,
+    precision: str = "float32",
+) -> dict:
     """Measure ``workload`` (and the paper's loop when ``baseline_steps``) in one process;
-    ``sparse`` trains with the sparse x products (``sparse_products = true``)."""
-    spec = WORKLOADS[workload].replace(sparse_products=sparse)
-    result = {"workload": workload, "device": _device(), "n": spec.n, "batch_size": spec.batch_size}
-    result["supjax"] = measure(spec, steps)
+    ``sparse`` trains with the sparse x products (``sparse_products = true``), ``precision``
+    sets every product of supjax's step and the baseline's (the config field of that name).
+
+    The top level holds one row of benchmarks/results: device, workload, precision, models,
+    steps, train_seconds (compile excluded), model_steps_per_s and, with a baseline,
+    ratio_vs_paper_loop; ``supjax``, ``baseline`` and ``baseline_sampler`` hold the details.
+    """
+    spec = WORKLOADS[workload].replace(sparse_products=sparse, precision=precision)
+    ours = measure(spec, steps)
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": _device(),
+        "jax": jax.__version__,
+        "workload": workload,
+        "precision": precision,
+        "sparse_products": sparse,
+        "models": ours["models"],
+        "steps": steps,
+        "train_seconds": ours["seconds"],
+        "compile_seconds": ours["compile_s"],
+        "model_steps_per_s": ours["model_steps_per_s"],
+        "peak_device_bytes": ours["peak_device_bytes"],
+        "n": spec.n,
+        "batch_size": spec.batch_size,
+        "supjax": ours,
+    }
     if baseline_steps:
-        rate = result["supjax"]["model_steps_per_s"]
+        rate = ours["model_steps_per_s"]
         result["baseline"] = measure_baseline(spec, baseline_steps, "paper")
-        result["ratio"] = rate / result["baseline"]["model_steps_per_s"]
+        result["ratio"] = result["ratio_vs_paper_loop"] = rate / result["baseline"]["model_steps_per_s"]
         result["baseline_sampler"] = measure_baseline(spec, baseline_steps, "sampler")
         result["ratio_sampler"] = rate / result["baseline_sampler"]["model_steps_per_s"]
     return result
+
+
+def result_name(result: dict) -> str:
+    """``DATE-DEVICE-WORKLOAD-PRECISION[-sparse].json``: the file name of ``result`` in benchmarks/results."""
+    device = "".join(c if c.isalnum() else "-" for c in result["device"].split(":")[-1].lower()).strip("-")
+    sparse = "-sparse" if result["sparse_products"] else ""
+    return f"{result['date']}-{device}-{result['workload']}-{result['precision']}{sparse}.json"
+
+
+def format_result(result: dict) -> str:
+    """``result`` of :func:`run` as the lines ``supjax bench`` prints."""
+    ours = result["supjax"]
+    lines = [
+        f"{result['workload']} on {result['device']} (jax {result['jax']}): n = {result['n']}, "
+        f"B = {result['batch_size']}, {result['precision']} products"
+    ]
+    products = "sparse x products" if ours["sparse_products"] else "dense products"
+    memory = ours["memory_per_model_bytes"] / 2**20
+    note = f"{ours['models']} models, {products}, compile {ours['compile_s']:.1f} s, {memory:.1f} MiB/model"
+    rows = [("supjax", ours, note)]
+    if "baseline" in result:
+        models = result["baseline"]["models"]
+        rows.append(("baseline", result["baseline"], f"the paper's loop and data recipe, {models} models"))
+        note = f"the paper's loop with supjax's sampler, {models} models"
+        rows.append(("  sampler", result["baseline_sampler"], note))
+    for name, r, note in rows:
+        rate, flops = r["model_steps_per_s"], r["dense_flops_per_s"] / 1e9
+        lines.append(f"  {name:<9} {rate:10.1f} model-steps/s {flops:8.1f} GFLOP/s dense  ({note})")
+    if "ratio" in result:
+        lines.append(f"  ratio     {result['ratio']:10.2f}x  (with the same sampler: {result['ratio_sampler']:.2f}x)")
+    return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from supjax.config import ConfigError, SweepSpec
+from supjax.config import PRECISIONS, ConfigError, SweepSpec
 from supjax.errors import InputFileError, Interrupted, OptionError, SupjaxError
 
 # The embedded demo: both regimes, six widths, two data exponents; under two minutes on 2 CPU cores.
@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--baseline", action="store_true", help="also run the paper's one-model-at-a-time loop")
     bench.add_argument("--baseline-steps", type=int, default=20, help="timed steps of each baseline model")
     bench.add_argument("--sparse", action="store_true", help="train with the sparse x products")
+    bench.add_argument("--precision", default="float32", help="products: float32, tensorfloat32 or bfloat16")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--out", help="also write the JSON to DIR/DATE-DEVICE-WORKLOAD-PRECISION.json")
 
     _add_llm_commands(commands)
 
@@ -147,41 +149,27 @@ def _status(run: str, as_json: bool) -> int:
 
 
 def _bench(args) -> int:
-    import json
-
     from supjax import bench
 
     if args.workload not in bench.WORKLOADS:
-        raise ConfigError("workload", args.workload, f"choose one of {', '.join(bench.WORKLOADS)}")
+        raise OptionError("workload", args.workload, f"choose one of {', '.join(bench.WORKLOADS)}")
     for flag in ("steps", "baseline_steps"):
         if getattr(args, flag) <= 0:
-            raise ConfigError(f"--{flag.replace('_', '-')}", getattr(args, flag), "must be a positive integer")
-    result = bench.run(args.workload, args.steps, args.baseline_steps if args.baseline else None, args.sparse)
+            raise OptionError(f"--{flag.replace('_', '-')}", getattr(args, flag), "must be a positive integer")
+    if args.precision not in PRECISIONS:
+        raise OptionError("--precision", args.precision, f"use one of {', '.join(PRECISIONS)}")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise OptionError("--out", str(out), "is a file; name a directory for the result files")
+    baseline = args.baseline_steps if args.baseline else None
+    result = bench.run(args.workload, args.steps, baseline, args.sparse, args.precision)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / bench.result_name(result)).write_text(json.dumps(result, indent=1) + "\n")
     if args.json:
         print(json.dumps(result))
         return 0
-    ours = result["supjax"]
-    print(f"{result['workload']} on {result['device']}: n = {result['n']}, B = {result['batch_size']}")
-    memory = ours["memory_per_model_bytes"] / 2**20
-    products = "sparse x products" if ours["sparse_products"] else "dense products"
-    rows = [
-        (
-            "supjax",
-            ours,
-            f"{ours['models']} models, {products}, compile {ours['compile_s']:.1f} s, {memory:.1f} MiB/model",
-        )
-    ]
-    if "baseline" in result:
-        models = result["baseline"]["models"]
-        rows.append(("baseline", result["baseline"], f"the paper's loop and data recipe, {models} models"))
-        rows.append(
-            ("  sampler", result["baseline_sampler"], f"the paper's loop with supjax's sampler, {models} models")
-        )
-    for name, r, note in rows:
-        rate, flops = r["model_steps_per_s"], r["dense_flops_per_s"] / 1e9
-        print(f"  {name:<9} {rate:10.1f} model-steps/s {flops:8.1f} GFLOP/s dense  ({note})")
-    if "ratio" in result:
-        print(f"  ratio     {result['ratio']:10.2f}x  (with the same sampler: {result['ratio_sampler']:.2f}x)")
+    print(bench.format_result(result))
     return 0
 
 

@@ -111,3 +111,30 @@ def test_run_directory_problems_are_one_line_in_their_own_words(analysed, tmp_pa
         err = capsys.readouterr().err
         assert err.startswith("supjax: error: run directory ") and err.count("\n") == 1, err
         assert words in err and "config field" not in err, err
+
+
+@pytest.mark.slow
+def test_compare_accepts_a_run_against_itself_and_refuses_a_different_training(analysed, tmp_path):
+    from supjax.errors import RunDirError
+
+    path, summary, _ = analysed
+    same = analysis.compare(path, path)
+    assert same["models"] == len(summary) and same["max_relative_loss_change"] == 0.0
+    assert same["losses_within_seed_std"] == 1.0 and same["max_exponent_change"] == 0.0 and same["within_noise"]
+
+    # A twentieth of the learning rate leaves the models far from where the reference ends.
+    spec = load_run(path).spec
+    slow = tmp_path / "slow"
+    run_sweep(spec.replace(lr=spec.lr / 20), out=slow)
+    analysis.analyze(slow)
+    changed = analysis.compare(path, slow)
+    assert not changed["within_noise"] and changed["losses_within_seed_std"] < 0.5
+    assert changed["max_exponent_change"] > 0  # the toy fits' standard errors are too wide to tell here
+
+    one_seed = tmp_path / "one-seed"
+    run_sweep(spec.replace(seeds=(0,)), out=one_seed)
+    analysis.analyze(one_seed)
+    with pytest.raises(RunDirError, match="other models"):
+        analysis.compare(path, one_seed)
+    with pytest.raises(RunDirError, match="one seed"):
+        analysis.compare(one_seed, one_seed)

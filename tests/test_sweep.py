@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -245,3 +247,41 @@ def test_unit_values_make_every_active_feature_one(tiny_spec):
     assert np.all(np.isfinite(run.losses)) and not np.allclose(
         run.losses, run_sweep(tiny_spec.replace(loss="cross_entropy")).losses
     )
+
+
+def test_bench_writes_one_named_result_file_with_the_issues_keys(tiny_spec, tmp_path, monkeypatch, capsys):
+    import json
+
+    from supjax import bench
+    from supjax.cli import main
+
+    monkeypatch.setitem(bench.WORKLOADS, "tiny", tiny_spec)
+    assert main(["bench", "tiny", "--steps", "10", "--precision", "tensorfloat32", "--out", str(tmp_path)]) == 0
+    (written,) = tmp_path.glob("*.json")
+    assert written.name.endswith("-cpu-tiny-tensorfloat32.json")
+    result = json.loads(written.read_text())
+    assert result["precision"] == "tensorfloat32" and result["models"] == tiny_spec.num_models
+    assert result["steps"] == 10 and result["model_steps_per_s"] == pytest.approx(
+        result["models"] * 10 / result["train_seconds"]
+    )
+    assert "tensorfloat32 products" in capsys.readouterr().out
+
+    for argv, named in (
+        (["bench", "tiny", "--precision", "float16"], "--precision"),
+        (["bench", "tiny", "--out", str(written)], "--out"),
+        (["bench", "nope"], "workload"),
+    ):
+        assert main(argv) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and named in error and "config field" not in error
+
+
+def test_the_paper_grid_workload_is_the_papers_1020_models():
+    from supjax import bench
+    from supjax.config import SweepSpec
+
+    grid = SweepSpec.from_toml(Path(__file__).parents[1] / "experiments" / "grid_paper.toml")
+    workload = bench.WORKLOADS["paper-grid"]
+    assert workload.num_models == 1020
+    for field in ("n", "batch_size", "steps", "warmup_steps", "lr", "widths", "weight_decays", "alphas"):
+        assert getattr(workload, field) == pytest.approx(getattr(grid, field)), field
