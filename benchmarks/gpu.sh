@@ -14,13 +14,13 @@
 #              seed noise? (benchmarks/precision_check.py)                          (<= PRECISION_S = 420 s)
 #   grid       the paper's grid, 1020 models x 20000 steps (experiments/grid.py
 #              --scale paper) with GRID_PRECISION products; resumes where the last
-#              command stopped while the machine is warm                            (<= GRID_S = 540 s)
+#              command stopped while the machine is warm (GRID_SCALE = smoke to try) (<= GRID_S = 540 s)
 #
 # Run from the tree on the device machine, e.g.
 #   run(command="PYTHONUNBUFFERED=1 bash benchmarks/gpu.sh env tests bench", timeout_s=560)
 # Work goes to runs/gpu (kept while the machine is warm); what comes back is $OUT/log.txt and
 # $OUT/gpu-results.tar.gz: unpack it at the repository root (tar xzf FILE), and it lands in
-# benchmarks/results/ (one JSON per measurement), experiments/results/grid-paper/ and figures/.
+# benchmarks/results/ (one JSON per measurement), experiments/results/grid-paper-PRECISION/ and figures/.
 # A short table is printed last. Off a GPU (OUT unset) it writes to runs/gpu/out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -82,8 +82,8 @@ print(rows)"
     ;;
   grid)
     precision=${GRID_PRECISION:-float32}
-    step "grid-$precision" "${GRID_S:-540}" "$PY" experiments/grid.py --scale paper --quiet \
-      --out "$WORK/grid-paper-$precision" --figures "$WORK/figures" --set "precision=\"$precision\""
+    step "grid-$precision" "${GRID_S:-540}" "$PY" experiments/grid.py --scale "${GRID_SCALE:-paper}" --quiet \
+      --out "$WORK/grid-${GRID_SCALE:-paper}-$precision" --figures "$WORK/figures" --set "precision=\"$precision\""
     ;;
   *) say "unknown phase $phase (env, tests, tests-all, bench, precision, grid)"; exit 2 ;;
   esac
@@ -93,7 +93,7 @@ done
 stage=$WORK/stage
 rm -rf "$stage" && mkdir -p "$stage/benchmarks/results" "$stage/experiments/results"
 cp "$WORK"/results/*.json "$stage/benchmarks/results/" 2>/dev/null
-for run in "$WORK"/grid-paper-*; do
+for run in "$WORK"/grid-*; do
   [ -d "$run" ] || continue
   keep="$stage/experiments/results/$(basename "$run")"
   mkdir -p "$keep"
@@ -128,7 +128,7 @@ for path in sorted((work / "results").glob("*precision-check*.json")):
     print(f"precision check ({r['workload']}): {r['precision']} {r['speedup']:.2f}x faster; losses within seed std "
           f"{r['losses_within_seed_std']:.0%}, exponents within stderr {r['exponents_within_stderr']:.0%}, "
           f"within noise: {r['within_noise']}")
-for run in sorted(work.glob("grid-paper-*")):
+for run in sorted(work.glob("grid-*")):
     progress = run / "progress.json"
     if progress.is_file():
         p = json.loads(progress.read_text())
