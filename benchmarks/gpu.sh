@@ -6,7 +6,8 @@
 #   env        the device, driver and jax version                                   (~10 s)
 #   tests      the test suite without the slow tests, 8 workers                     (<= TESTS_S = 240 s)
 #   tests-all  the whole test suite                                                 (<= TESTS_S)
-#   bench      the two ceilings (float32 and TF32 matmul, copy bandwidth), then
+#   bench      the ceilings (matmul at each precision, copy bandwidth) and what each
+#              precision setting really computes (error against float64), then
 #              paper-slice (float32 and TF32, with the paper's loop as baseline, and
 #              sparse), paper-grid and large (float32 and TF32): one process each   (~3-5 min)
 #              BENCH_STEPS = 200 timed steps (large: a quarter), BENCH_WORKLOADS to choose
@@ -60,14 +61,7 @@ for phase in "$@"; do
       "$PY" -m pytest -q -p no:cacheprovider "${workers[@]}" "${marks[@]}" tests
     ;;
   bench)
-    step limits 120 "$PY" -c "
-import json
-from supjax import bench
-rows = [bench.machine_limits(${LIMITS_SIZE:-8192}, 10, p) for p in ('float32', 'tensorfloat32')]
-result = {'device': bench._device(), 'workload': 'limits', 'precision': 'float32-tensorfloat32', 'limits': rows}
-name = bench.result_name({**result, 'date': '$(date -u +%F)', 'sparse_products': False})
-json.dump(result, open('$WORK/results/' + name, 'w'), indent=1)
-print(rows)"
+    step limits 180 "$PY" benchmarks/limits.py --size "${LIMITS_SIZE:-8192}" --out "$WORK/results"
     for workload in ${BENCH_WORKLOADS:-paper-slice paper-grid large}; do
       steps=$BENCH_STEPS; [ "$workload" = large ] && steps=$((BENCH_STEPS / 4 > 0 ? BENCH_STEPS / 4 : 1))
       extra=(); [ "$workload" = paper-slice ] && extra=(--baseline --baseline-steps "${BASELINE_STEPS:-50}")
@@ -110,8 +104,9 @@ work = pathlib.Path(sys.argv[1])
 print("\nphase exit codes:", " ".join(l.replace(" ", "=") for l in (work / "status.txt").read_text().split("\n") if l))
 for limits in sorted((work / "results").glob("*-limits-*.json")):
     for r in json.loads(limits.read_text())["limits"]:
-        print(f"ceiling {r['precision']:>13}: {r['matmul_flops_per_s'] / 1e12:6.1f} TFLOP/s matmul, "
-              f"{r['bandwidth_bytes_per_s'] / 1e12:5.2f} TB/s copy")
+        if r["supported"]:
+            print(f"ceiling {r['precision']:>17}: {r['matmul_flops_per_s'] / 1e12:6.1f} TFLOP/s matmul "
+                  f"(error {r['relative_error']:.0e}), {r['bandwidth_bytes_per_s'] / 1e9:5.0f} GB/s copy")
 print(f"{'workload':<12} {'precision':<13} {'sparse':<6} {'models':>6} {'steps':>6} {'train s':>8} "
       f"{'model-steps/s':>14} {'vs loop':>8} {'compile s':>9} {'peak GiB':>8} {'TFLOP/s':>8}")
 for path in sorted((work / "results").glob("*.json")):
