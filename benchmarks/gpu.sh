@@ -12,41 +12,87 @@
 #              sparse), paper-grid and large (float32 and TF32): one process each   (~3-5 min)
 #              BENCH_STEPS = 200 timed steps (large: a quarter), BENCH_WORKLOADS to choose
 #   precision  exp-10 x 2 seeds, float32 against TF32: losses and exponents within
-#              seed noise? (benchmarks/precision_check.py)                          (<= PRECISION_S = 420 s)
+#              seed noise? (benchmarks/precision_check.py; resumes)                 (<= PRECISION_S = 420 s)
 #   grid       the paper's grid, 1020 models x 20000 steps (experiments/grid.py
 #              --scale paper) with GRID_PRECISION products; resumes where the last
 #              command stopped while the machine is warm (GRID_SCALE = smoke to try) (<= GRID_S = 540 s)
 #
 # Run from the tree on the device machine, e.g.
-#   run(command="PYTHONUNBUFFERED=1 bash benchmarks/gpu.sh env tests bench", timeout_s=560)
+#   run(command="bash benchmarks/gpu.sh env tests bench", timeout_s=600)
+# Every step's limit is cut to what is left of DEADLINE_S = 560 s from the start (a step with
+# under 30 s left is skipped), and the results are packed on any exit, so a call that runs
+# out of time still brings back what it measured.
 # Work goes to runs/gpu (kept while the machine is warm); what comes back is $OUT/log.txt and
 # $OUT/gpu-results.tar.gz: unpack it at the repository root (tar xzf FILE), and it lands in
 # benchmarks/results/ (one JSON per measurement), experiments/results/grid-paper-PRECISION/ and figures/.
 # A short table is printed last. Off a GPU (OUT unset) it writes to runs/gpu/out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 WORK=runs/gpu
 OUT=${OUT:-$WORK/out}
 mkdir -p "$WORK/results" "$OUT"
 LOG="$OUT/log.txt"
 PY=${PYTHON:-python3}
 [ $# -gt 0 ] || set -- env tests bench
+for phase in "$@"; do  # every name checked before any device time is spent
+  case $phase in
+  env | tests | tests-all | bench | precision | grid) ;;
+  *) echo "gpu.sh: unknown phase '$phase': use env, tests, tests-all, bench, precision or grid" >&2; exit 2 ;;
+  esac
+done
 BENCH_STEPS=${BENCH_STEPS:-200}
+DEADLINE=$((SECONDS + ${DEADLINE_S:-560}))
+: >"$WORK/call-status.txt"  # this call's steps; status.txt keeps every call's while the machine is warm
 
 say() { echo "[$(date -u +%T)] $*" | tee -a "$LOG"; }
-step() {  # step NAME TIMEOUT CMD...: run, log, note the exit status
+step() {  # step NAME LIMIT CMD...: run under min(LIMIT, time left), log, note the exit status
   local name=$1 limit=$2; shift 2
-  say "$name: $*"
-  timeout --signal=TERM --kill-after=30 "$limit" "$@" >>"$LOG" 2>&1
+  local left=$((DEADLINE - SECONDS - 20))
+  if [ "$left" -lt 30 ]; then
+    say "$name: skipped, ${left}s left of DEADLINE_S"; echo "$name skipped" | tee -a "$WORK/call-status.txt" >>"$WORK/status.txt"; return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  say "$name (<= ${limit}s): $*"
+  timeout --signal="${SIGNAL:-TERM}" --kill-after=15 "$limit" "$@" >>"$LOG" 2>&1
   local rc=$?
-  echo "$name $rc" >>"$WORK/status.txt"
+  echo "$name $rc" | tee -a "$WORK/call-status.txt" >>"$WORK/status.txt"
   say "$name: exit $rc"
 }
 bench() {  # bench NAME WORKLOAD ARGS...: one supjax bench process, its JSON into results/
   local name=$1; shift
   step "$name" "${BENCH_S:-240}" "$PY" -m supjax.cli bench "$@" --out "$WORK/results" --json
 }
+
+finish() {  # on any exit: pack the results (not the checkpoints), print the table
+  trap - EXIT
+  local stage=$WORK/stage
+  rm -rf "$stage" && mkdir -p "$stage/benchmarks/results" "$stage/experiments/results" "$stage/figures"
+  cp "$WORK"/results/*.json "$stage/benchmarks/results/" 2>/dev/null
+  cp "$WORK/status.txt" "$stage/benchmarks/results/$(date -u +%F)-gpu-phases.txt" 2>/dev/null
+  for run in "$WORK"/grid-* "$WORK"/precision/*/; do
+    [ -d "$run" ] || continue
+    local name; name=$(basename "$run"); [[ $run == */precision/* ]] && name=precision-check-$name
+    mkdir -p "$stage/experiments/results/$name"
+    cp "$run"/{summary.csv,exponents.csv,numbers.json,experiment.json,progress.json,config.toml} \
+      "$stage/experiments/results/$name/" 2>/dev/null
+  done
+  # float32 figures are the paper-scale figures; another precision's stay beside its tables
+  for figures in "$WORK"/figures-*; do
+    [ -d "$figures" ] || continue
+    precision=${figures##*/figures-}
+    if [ "$precision" = float32 ]; then cp "$figures"/* "$stage/figures/"
+    else cp -r "$figures" "$stage/experiments/results/"; fi
+  done
+  tar czf "$OUT/gpu-results.tar.gz" -C "$stage" .
+  "$PY" benchmarks/gpu_table.py "$WORK"
+  # the exit status: 143 after a signal, else 1 if a step of this call failed
+  [ -n "${STOPPED:-}" ] && exit 143
+  grep -qv -e ' 0$' -e ' skipped$' "$WORK/call-status.txt" && exit 1
+  exit 0
+}
+trap finish EXIT
+trap 'STOPPED=1; say "gpu.sh: stopped by a signal"; exit 143' TERM INT
 
 for phase in "$@"; do
   case $phase in
@@ -57,7 +103,8 @@ for phase in "$@"; do
   tests | tests-all)
     marks=(-m "not slow"); [ "$phase" = tests-all ] && marks=()
     workers=(); "$PY" -c "import xdist" 2>/dev/null && workers=(-n "${TEST_WORKERS:-8}")
-    XLA_PYTHON_CLIENT_PREALLOCATE=false step "$phase" "${TESTS_S:-240}" \
+    # SIGINT: pytest stops as on Ctrl-C and still prints the failures so far
+    SIGNAL=INT XLA_PYTHON_CLIENT_PREALLOCATE=false step "$phase" "${TESTS_S:-240}" \
       "$PY" -m pytest -q -p no:cacheprovider "${workers[@]}" "${marks[@]}" tests
     ;;
   bench)
@@ -72,61 +119,14 @@ for phase in "$@"; do
     done
     ;;
   precision)
-    step precision "${PRECISION_S:-420}" "$PY" benchmarks/precision_check.py --runs "$WORK/precision" --out "$WORK/results"
+    step precision "${PRECISION_S:-420}" "$PY" benchmarks/precision_check.py --runs "$WORK/precision" \
+      --out "$WORK/results" --set chunk_steps=1000
     ;;
   grid)
     precision=${GRID_PRECISION:-float32}
     step "grid-$precision" "${GRID_S:-540}" "$PY" experiments/grid.py --scale "${GRID_SCALE:-paper}" --quiet \
-      --out "$WORK/grid-${GRID_SCALE:-paper}-$precision" --figures "$WORK/figures" --set "precision=\"$precision\""
+      --out "$WORK/grid-${GRID_SCALE:-paper}-$precision" --figures "$WORK/figures-$precision" \
+      --set "precision=\"$precision\"" --set chunk_steps=500
     ;;
-  *) say "unknown phase $phase (env, tests, tests-all, bench, precision, grid)"; exit 2 ;;
   esac
 done
-
-# Bring back the results (not the checkpoints): one archive laid out like the repository.
-stage=$WORK/stage
-rm -rf "$stage" && mkdir -p "$stage/benchmarks/results" "$stage/experiments/results"
-cp "$WORK"/results/*.json "$stage/benchmarks/results/" 2>/dev/null
-for run in "$WORK"/grid-*; do
-  [ -d "$run" ] || continue
-  keep="$stage/experiments/results/$(basename "$run")"
-  mkdir -p "$keep"
-  cp "$run"/{summary.csv,exponents.csv,numbers.json,experiment.json,progress.json,config.toml} "$keep/" 2>/dev/null
-done
-[ -d "$WORK/figures" ] && cp -r "$WORK/figures" "$stage/"
-cp "$WORK/status.txt" "$stage/benchmarks/results/$(date -u +%F)-gpu-phases.txt" 2>/dev/null
-tar czf "$OUT/gpu-results.tar.gz" -C "$stage" .
-
-# The short table (the reply carries the end of the output).
-"$PY" - "$WORK" <<'EOF'
-import json, pathlib, sys
-work = pathlib.Path(sys.argv[1])
-print("\nphase exit codes:", " ".join(l.replace(" ", "=") for l in (work / "status.txt").read_text().split("\n") if l))
-for limits in sorted((work / "results").glob("*-limits-*.json")):
-    for r in json.loads(limits.read_text())["limits"]:
-        if r["supported"]:
-            print(f"ceiling {r['precision']:>17}: {r['matmul_flops_per_s'] / 1e12:6.1f} TFLOP/s matmul "
-                  f"(error {r['relative_error']:.0e}), {r['bandwidth_bytes_per_s'] / 1e9:5.0f} GB/s copy")
-print(f"{'workload':<12} {'precision':<13} {'sparse':<6} {'models':>6} {'steps':>6} {'train s':>8} "
-      f"{'model-steps/s':>14} {'vs loop':>8} {'compile s':>9} {'peak GiB':>8} {'TFLOP/s':>8}")
-for path in sorted((work / "results").glob("*.json")):
-    r = json.loads(path.read_text())
-    if "model_steps_per_s" not in r or "supjax" not in r:
-        continue
-    ratio = f"{r['ratio_vs_paper_loop']:.1f}x" if "ratio_vs_paper_loop" in r else "-"
-    peak = f"{r['peak_device_bytes'] / 2**30:.1f}" if r.get("peak_device_bytes") else "-"
-    print(f"{r['workload']:<12} {r['precision']:<13} {str(r['sparse_products']):<6} {r['models']:>6} {r['steps']:>6} "
-          f"{r['train_seconds']:>8.2f} {r['model_steps_per_s']:>14.0f} {ratio:>8} {r['compile_seconds']:>9.1f} "
-          f"{peak:>8} {r['supjax']['dense_flops_per_s'] / 1e12:>8.1f}")
-for path in sorted((work / "results").glob("*precision-check*.json")):
-    r = json.loads(path.read_text())
-    print(f"precision check ({r['workload']}): {r['precision']} {r['speedup']:.2f}x faster; losses within seed std "
-          f"{r['losses_within_seed_std']:.0%}, exponents within stderr {r['exponents_within_stderr']:.0%}, "
-          f"within noise: {r['within_noise']}")
-for run in sorted(work.glob("grid-*")):
-    progress = run / "progress.json"
-    if progress.is_file():
-        p = json.loads(progress.read_text())
-        print(f"{run.name}: step {p['step']} of {p['steps']}, batch {p['batch'] + 1} of {p['batches']}, "
-              f"{p['updated'] - p['started']:.0f} s since its (last) start; summary: {(run / 'summary.csv').is_file()}")
-EOF

@@ -40,7 +40,9 @@ result = {
 }
 for precision in ("float32", args.precision):
     out, wall = Path(args.runs) / precision, Path(args.runs) / f"{precision}-wall.json"
-    if not (out / "summary.csv").is_file():
+    if (out / "config.toml").is_file() and SweepSpec.from_toml(out / "config.toml").seeds != spec.seeds:
+        raise SystemExit(f"{out} holds a run with other seeds; pass another --runs or delete it")
+    if not (out / "losses.npy").is_file():  # not trained to the end yet
         spent = json.loads(wall.read_text()) if wall.is_file() else {"wall_s": 0.0, "segments": 0}
         started = time.perf_counter()
         try:  # an interrupted segment's time counts too: the total is that of all segments
@@ -49,6 +51,7 @@ for precision in ("float32", args.precision):
             spent = {"wall_s": spent["wall_s"] + time.perf_counter() - started, "segments": spent["segments"] + 1}
             wall.parent.mkdir(parents=True, exist_ok=True)
             wall.write_text(json.dumps(spent))
+    if not (out / "summary.csv").is_file():
         analysis.analyze(out)
     spent = json.loads(wall.read_text())
     result[f"{precision}_wall_s"], result[f"{precision}_segments"] = spent["wall_s"], spent["segments"]

@@ -32,9 +32,12 @@ from supjax.config import ConfigError, SweepSpec
 from supjax.errors import Interrupted, RunDirError
 
 # Aim for about this much dense work per compiled chunk, and at most this many steps (small
-# models run far below the flop rate): seconds on a CPU, less on a GPU. Chunk ends are where
-# the progress bar moves, results come back and a signal is answered.
-_CHUNK_FLOPS = 5e11
+# models run far below the flop rate): a few seconds on a CPU (about 1e11 flop/s) and about a
+# second on an accelerator (about 5e13), where a CPU-sized chunk would be 10 ms of work and the
+# host round trip would rule. Chunk ends are where the progress bar moves, results come back
+# and a signal is answered.
+_CHUNK_FLOPS = {"cpu": 5e11}
+_CHUNK_FLOPS_ACCELERATOR = 5e13
 _CHUNK_STEPS = 1000
 
 
@@ -235,7 +238,8 @@ def _chunk_windows(the_layout: layout.Layout) -> int:
     spec = the_layout.spec
     if spec.chunk_steps is not None:
         return min(spec.num_logs, max(1, spec.chunk_steps // spec.log_every))
-    windows = min(_CHUNK_FLOPS / the_layout.flops_per_step, _CHUNK_STEPS) / spec.log_every
+    flops = _CHUNK_FLOPS.get(jax.default_backend(), _CHUNK_FLOPS_ACCELERATOR)
+    windows = min(flops / the_layout.flops_per_step, _CHUNK_STEPS) / spec.log_every
     return int(min(spec.num_logs, max(1, round(windows))))
 
 

@@ -131,6 +131,22 @@ def test_compare_accepts_a_run_against_itself_and_refuses_a_different_training(a
     assert not changed["within_noise"] and changed["losses_within_seed_std"] < 0.5
     assert changed["max_exponent_change"] > 0  # the toy fits' standard errors are too wide to tell here
 
+    # A model that diverged in one run only is a disagreement; diverged in both, an agreement.
+    import pandas as pd
+
+    for name, rows in (("one", [0]), ("both", [0])):
+        edited = tmp_path / name
+        edited.mkdir()
+        table = pd.read_csv(path / "summary.csv")
+        table.loc[rows, ["diverged", "final_loss"]] = [True, np.nan]
+        table.to_csv(edited / "summary.csv", index=False)
+        (edited / "exponents.csv").write_text((path / "exponents.csv").read_text())
+    one = analysis.compare(path, tmp_path / "one")
+    assert one["diverged_in_one_run"] == 1 and one["losses_within_seed_std"] == 1 - 1 / len(summary)
+    both = analysis.compare(tmp_path / "both", tmp_path / "one")
+    # model 0 agrees; its cell's other seed has no spread left to be compared with
+    assert both["diverged_in_one_run"] == 0 and both["losses_within_seed_std"] == 1 - 1 / len(summary)
+
     one_seed = tmp_path / "one-seed"
     run_sweep(spec.replace(seeds=(0,)), out=one_seed)
     analysis.analyze(one_seed)

@@ -258,8 +258,8 @@ def test_bench_writes_one_named_result_file_with_the_issues_keys(tiny_spec, tmp_
     monkeypatch.setitem(bench.WORKLOADS, "tiny", tiny_spec)
     assert main(["bench", "tiny", "--steps", "10", "--precision", "tensorfloat32", "--out", str(tmp_path)]) == 0
     (written,) = tmp_path.glob("*.json")
-    assert written.name.endswith("-cpu-tiny-tensorfloat32.json")
     result = json.loads(written.read_text())
+    assert written.name == bench.result_name(result) and written.name.endswith("-tiny-tensorfloat32.json")
     assert result["precision"] == "tensorfloat32" and result["models"] == tiny_spec.num_models
     assert result["steps"] == 10 and result["model_steps_per_s"] == pytest.approx(
         result["models"] * 10 / result["train_seconds"]
