@@ -11,13 +11,13 @@ import sys
 work = pathlib.Path(sys.argv[1])
 status = (work / "status.txt").read_text().split("\n") if (work / "status.txt").is_file() else []
 print("\nphase exit codes:", " ".join(line.replace(" ", "=") for line in status if line))
-for limits in sorted((work / "results").glob("*-limits-*.json")):
-    for r in json.loads(limits.read_text())["limits"]:
+for path in sorted((work / "results").glob("*-limits-*.json")):
+    limits = json.loads(path.read_text())
+    print(f"ceiling copy: {limits['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s")
+    for r in limits["limits"]:
         if r["supported"]:
-            print(
-                f"ceiling {r['precision']:>17}: {r['matmul_flops_per_s'] / 1e12:6.1f} TFLOP/s matmul "
-                f"(error {r['relative_error']:.0e}), {r['bandwidth_bytes_per_s'] / 1e9:5.0f} GB/s copy"
-            )
+            rate = r["matmul_flops_per_s"] / 1e12
+            print(f"ceiling {r['precision']:>17}: {rate:6.1f} TFLOP/s matmul (error {r['relative_error']:.0e})")
 print(
     f"{'workload':<12} {'precision':<13} {'sparse':<6} {'models':>6} {'steps':>6} {'train s':>8} "
     f"{'model-steps/s':>14} {'vs loop':>8} {'compile s':>9} {'peak GiB':>8} {'TFLOP/s':>8}"
@@ -36,7 +36,7 @@ for path in sorted((work / "results").glob("*.json")):
 for path in sorted((work / "results").glob("*precision-check*.json")):
     r = json.loads(path.read_text())
     print(
-        f"precision check ({r['workload']}): {r['precision']} {r['speedup']:.2f}x faster; losses within seed std "
+        f"precision check ({r['grid']}): {r['precision']} {r['speedup']:.2f}x faster; losses within seed std "
         f"{r['losses_within_seed_std']:.0%}, exponents within stderr {r['exponents_within_stderr']:.0%}, "
         f"within noise: {r['within_noise']}"
     )

@@ -6,13 +6,12 @@ For every ``precision`` setting of supjax (float32, tensorfloat32, bfloat16) and
 algorithm preset the device accepts: the rate of a square ``size`` product of random float32
 matrices and its relative error against float64 (METHOD: float32 far under 1e-3, TF32 near
 3e-4, bfloat16 operands 1e-3 to 1e-2). A GPU may compute a coarse precision level with
-another algorithm than its name says; the error shows which. Also the copy bandwidth.
+another algorithm than its name says; the error shows which. Also the copy bandwidth, once.
 Writes DATE-DEVICE-limits-all.json into ``--out`` and prints a table.
 """
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import jax
@@ -37,27 +36,25 @@ for precision in PRECISIONS + PRESETS:
         with jax.default_matmul_precision(precision):
             product = np.asarray(jax.jit(jnp.matmul)(jnp.float32(a), jnp.float32(b)), np.float64)
         error = float(np.linalg.norm(product - reference) / np.linalg.norm(reference))
-        rate = bench.machine_limits(args.size, 10, precision)
+        rate = bench.matmul_rate(args.size, 10, precision)
     except Exception as err:  # a preset the device does not offer
         rows.append({"precision": precision, "supported": False, "why": str(err).splitlines()[0][:200]})
         continue
-    rows.append({"precision": precision, "supported": True, "relative_error": error, **rate})
+    rows.append({"precision": precision, "supported": True, "relative_error": error, "matmul_flops_per_s": rate})
 result = {
-    "date": time.strftime("%Y-%m-%d"),
-    "device": bench._device(),
-    "jax": jax.__version__,
-    "workload": "limits",
-    "precision": "all",
-    "sparse_products": False,
+    **bench.result_header("limits", "all"),
+    "matmul_size": args.size,
+    "bandwidth_bytes_per_s": bench.bandwidth(10),
     "limits": rows,
 }
 if args.out:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / bench.result_name(result)).write_text(json.dumps(result, indent=1) + "\n")
 print(f"{result['device']}, jax {result['jax']}: {args.size}^3 products of random float32 matrices")
+print(f"  copy bandwidth {result['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s (read + written)")
 for row in rows:
     if row["supported"]:
-        rate, copy = row["matmul_flops_per_s"] / 1e12, row["bandwidth_bytes_per_s"] / 1e9
-        print(f"  {row['precision']:<17} error {row['relative_error']:.1e}  {rate:7.2f} TFLOP/s  copy {copy:.0f} GB/s")
+        rate = row["matmul_flops_per_s"] / 1e12
+        print(f"  {row['precision']:<17} error {row['relative_error']:.1e}  {rate:7.2f} TFLOP/s")
     else:
         print(f"  {row['precision']:<17} not offered: {row['why']}")

@@ -16,8 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import jax
-
 from supjax import SweepSpec, analysis, bench, run_sweep
 
 parser = argparse.ArgumentParser()
@@ -31,10 +29,8 @@ args = parser.parse_args()
 
 spec = SweepSpec.from_toml(args.config, args.set).replace(seeds=tuple(args.seeds), progress=False)
 result = {
-    "date": time.strftime("%Y-%m-%d"),
-    "device": bench._device(),
-    "jax": jax.__version__,
-    "workload": f"{Path(args.config).stem} x {len(args.seeds)} seeds",
+    **bench.result_header("precision-check", args.precision),
+    "grid": f"{Path(args.config).stem} x {len(args.seeds)} seeds",
     "models": spec.num_models,
     "steps": spec.steps,
 }
@@ -55,13 +51,11 @@ for precision in ("float32", args.precision):
         analysis.analyze(out)
     spent = json.loads(wall.read_text())
     result[f"{precision}_wall_s"], result[f"{precision}_segments"] = spent["wall_s"], spent["segments"]
-result["precision"] = args.precision
 result["speedup"] = result["float32_wall_s"] / result[f"{args.precision}_wall_s"]
 result.update(analysis.compare(Path(args.runs) / "float32", Path(args.runs) / args.precision))
 
-name = bench.result_name({**result, "workload": "precision-check", "sparse_products": False})
 Path(args.out).mkdir(parents=True, exist_ok=True)
-(Path(args.out) / name).write_text(json.dumps(result, indent=1) + "\n")
+(Path(args.out) / bench.result_name(result)).write_text(json.dumps(result, indent=1) + "\n")
 print(json.dumps(result, indent=1))
 print(
     f"{args.precision} against float32, {result['models']} models x {result['steps']} steps on {result['device']}: "

@@ -150,34 +150,52 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
     }
 
 
-def machine_limits(size: int = 2048, repeats: int = 5, precision: str = "float32") -> dict:
-    """Measured matrix-product flop/s and streaming bandwidth of the default device.
-
-    The roofline against which a step is judged: a square ``size`` product of random
-    float32 matrices with ``precision`` products (``tensorfloat32``: the GPU's TF32 tensor
-    cores) for compute, ``y = 2 x + 1`` over 256 MB for memory (bytes read plus written).
-    Best of ``repeats`` timings after a warm-up.
-    """
-
-    def best_time(fn, *args):
+def _best_time(fn, *args, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls of ``fn(*args)`` after a warm-up (the compile)."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
         jax.block_until_ready(fn(*args))
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times.append(time.perf_counter() - started)
-        return min(times)
+        times.append(time.perf_counter() - started)
+    return min(times)
 
+
+def matmul_rate(size: int = 2048, repeats: int = 5, precision: str = "float32") -> float:
+    """Flop/s of a square ``size`` product of random float32 matrices with ``precision``
+    products (``tensorfloat32``: the GPU's TF32 tensor cores)."""
     a, b = jax.random.normal(jax.random.key(0), (2, size, size), jnp.float32)
     with jax.default_matmul_precision(precision):
-        matmul = best_time(jax.jit(lambda a, b: a @ b), a, b)
+        seconds = _best_time(jax.jit(lambda a, b: a @ b), a, b, repeats=repeats)
+    return 2.0 * size**3 / seconds
+
+
+def bandwidth(repeats: int = 5) -> float:
+    """Streaming bytes/s (read plus written) of ``y = 2 x + 1`` over 256 MB."""
     x = jax.random.uniform(jax.random.key(1), (64, 1024, 1024), jnp.float32)
-    stream = best_time(jax.jit(lambda x: 2.0 * x + 1.0), x)
+    return 2.0 * x.nbytes / _best_time(jax.jit(lambda x: 2.0 * x + 1.0), x, repeats=repeats)
+
+
+def machine_limits(size: int = 2048, repeats: int = 5, precision: str = "float32") -> dict:
+    """The roofline against which a step is judged: :func:`matmul_rate` for compute and
+    :func:`bandwidth` for memory, each the best of ``repeats`` timings after a warm-up."""
     return {
         "precision": precision,
         "matmul_size": size,
-        "matmul_flops_per_s": 2.0 * size**3 / matmul,
-        "bandwidth_bytes_per_s": 2.0 * x.nbytes / stream,
+        "matmul_flops_per_s": matmul_rate(size, repeats, precision),
+        "bandwidth_bytes_per_s": bandwidth(repeats),
+    }
+
+
+def result_header(workload: str, precision: str, sparse_products: bool = False) -> dict:
+    """The keys that open every file in benchmarks/results and name it (:func:`result_name`)."""
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": _device(),
+        "jax": jax.__version__,
+        "workload": workload,
+        "precision": precision,
+        "sparse_products": sparse_products,
     }
 
 
@@ -199,12 +217,7 @@ def run(
     spec = WORKLOADS[workload].replace(sparse_products=sparse, precision=precision)
     ours = measure(spec, steps)
     result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": _device(),
-        "jax": jax.__version__,
-        "workload": workload,
-        "precision": precision,
-        "sparse_products": sparse,
+        **result_header(workload, precision, sparse),
         "models": ours["models"],
         "steps": steps,
         "train_seconds": ours["seconds"],
