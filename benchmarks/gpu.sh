@@ -80,8 +80,7 @@ finish() {  # on any exit: pack the results (not the checkpoints), print the tab
   # float32 figures are the paper-scale figures; another precision's stay beside its tables
   for figures in "$WORK"/figures-*; do
     [ -d "$figures" ] || continue
-    precision=${figures##*/figures-}
-    if [ "$precision" = float32 ]; then cp "$figures"/* "$stage/figures/"
+    if [ "${figures##*/figures-}" = float32 ]; then cp "$figures"/* "$stage/figures/"
     else cp -r "$figures" "$stage/experiments/results/"; fi
   done
   tar czf "$OUT/gpu-results.tar.gz" -C "$stage" .

@@ -36,7 +36,7 @@ from supjax.errors import Interrupted, RunDirError
 # second on an accelerator (about 5e13), where a CPU-sized chunk would be 10 ms of work and the
 # host round trip would rule. Chunk ends are where the progress bar moves, results come back
 # and a signal is answered.
-_CHUNK_FLOPS = {"cpu": 5e11}
+_CHUNK_FLOPS_CPU = 5e11
 _CHUNK_FLOPS_ACCELERATOR = 5e13
 _CHUNK_STEPS = 1000
 
@@ -238,7 +238,7 @@ def _chunk_windows(the_layout: layout.Layout) -> int:
     spec = the_layout.spec
     if spec.chunk_steps is not None:
         return min(spec.num_logs, max(1, spec.chunk_steps // spec.log_every))
-    flops = _CHUNK_FLOPS.get(jax.default_backend(), _CHUNK_FLOPS_ACCELERATOR)
+    flops = _CHUNK_FLOPS_CPU if jax.default_backend() == "cpu" else _CHUNK_FLOPS_ACCELERATOR
     windows = min(flops / the_layout.flops_per_step, _CHUNK_STEPS) / spec.log_every
     return int(min(spec.num_logs, max(1, round(windows))))
 
