@@ -111,17 +111,21 @@ def train_piece(spec, out: Path, args) -> common.Experiment:
     directory and the session that trained it.
     """
     part = common.run_or_reuse(NAME, args.scale, spec, out)
+    keep_tables(out, KEPT / out.parent.name / out.name if args.scale == "paper" else None)
+    return part
+
+
+def keep_tables(out: Path, kept: Path | None) -> None:
+    """Add a finished piece's weight tables (overlaps, row norms) and copy its tables to ``kept``."""
     if not (out / OVERLAPS).is_file() or not (out / NORMS).is_file():
         overlaps, norms = weight_tables(load_run(out))
         overlaps.to_csv(out / OVERLAPS, index=False)
         np.save(out / NORMS, norms)
-    if args.scale == "paper":
-        kept = KEPT / out.parent.name / out.name
+    if kept is not None:
         kept.mkdir(parents=True, exist_ok=True)
         for name in KEPT_FILES:
             if (out / name).is_file() and out.resolve() != kept.resolve():
                 shutil.copy(out / name, kept / name)
-    return part
 
 
 def weight_tables(run) -> tuple[pd.DataFrame, np.ndarray]:
