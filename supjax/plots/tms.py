@@ -1,6 +1,6 @@
 """The figures of Anthropic's toy models of superposition (Elhage et al. 2022, TMS), one
 function per figure, each taking a :class:`supjax.results.Run` and returning a matplotlib
-Figure (save it with :func:`supjax.plots.save`):
+Figure (save it with :func:`supjax.plots.style.save`):
 
 * :func:`plot_features_2d`: the feature vectors W_i of m = 2 models, one panel per
   sparsity (TMS's introduction: two features, then antipodal pairs, then the pentagon);

@@ -1,45 +1,25 @@
-"""The paper's figures from an analysed run: PNG and PDF, one function per figure.
+"""The paper's figures from an analysed run, one function per figure.
 
 Each ``plot_*`` takes the ``summary`` / ``exponents`` tables of :mod:`supjax.analysis`
-(and the run for row norms), draws on a new figure and returns it; ``plot_run(DIR)``
-writes every figure the run's grid supports into ``DIR/figures``. Figures that need an
-axis the grid lacks (a phase diagram needs two or more weight decays and data
-exponents) are skipped and named in the returned notes.
+(and the run for row norms), draws on a new figure and returns it, or None where the
+figure needs an axis the grid lacks (a phase diagram needs two or more weight decays and
+data exponents). :func:`phase_table` and :func:`phase_panel` are the phase diagram's two
+halves, which the experiment scripts compose into their own panels.
+:func:`supjax.plots.plot_run` writes them all for a run directory.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
-import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from supjax import analysis, metrics
-from supjax.results import Run, load_run
+from supjax import metrics
+from supjax.plots.style import GAMMA_CMAP, gamma_colours, width_axis
+from supjax.results import Run
 
-STYLE = {
-    "figure.dpi": 110,
-    "savefig.dpi": 200,
-    "savefig.bbox": "tight",
-    "font.size": 10,
-    "axes.labelsize": 11,
-    "axes.titlesize": 10,
-    "legend.fontsize": 8,
-    "legend.frameon": False,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-GAMMA_CMAP = "coolwarm"
 MAX_PANELS = 6
-
-
-def gamma_colours(gammas):
-    """A colour scale for weight decays, diverging at 0 and spanning at least [-1, 1]."""
-    norm = matplotlib.colors.Normalize(vmin=min(-1.0, min(gammas)), vmax=max(1.0, max(gammas)))
-    return matplotlib.cm.ScalarMappable(norm=norm, cmap=GAMMA_CMAP)
 
 
 def _panels(summary: pd.DataFrame) -> list[tuple[str, float]]:
@@ -65,16 +45,6 @@ def _panel_title(distribution: str, density: float) -> str:
         family, distribution
     )
     return text + (f", s = {density:g}" if density else "")
-
-
-def width_axis(ax, widths) -> None:
-    """Log-scaled width axis labelled at the trained widths, in plain numbers."""
-    widths = sorted(set(int(m) for m in widths))
-    ax.set_xscale("log")
-    if len(widths) > 8:
-        widths = widths[:: -(-len(widths) // 8)]
-    ax.set_xticks(widths, [str(m) for m in widths])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _subplots(count: int, width: float = 3.4, height: float = 3.0):
@@ -258,75 +228,3 @@ def plot_loss_vs_unlearned(summary: pd.DataFrame):
     ax.set(xscale="log", yscale="log", xlabel=r"$\sum_{\|W_i\| \leq 1/2} \mathrm{Var}(x_i)$", ylabel="loss $L$")
     fig.colorbar(colours, ax=ax, label=r"weight decay $\gamma$")
     return fig
-
-
-def save(fig, path: str | Path) -> list[Path]:
-    """Write ``fig`` as ``path``.png and ``path``.pdf (a dot in the name is kept: ``fig_0.5`` -> ``fig_0.5.png``).
-
-    The one figure saver: the CLI, :func:`plot_run` and every experiment script write through it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    written = [path.with_name(path.name + ".png"), path.with_name(path.name + ".pdf")]
-    for file in written:
-        fig.savefig(file)
-    return written
-
-
-def plot_run(path: str | Path, out: str | Path | None = None) -> tuple[list[Path], list[str]]:
-    """Write every figure an analysed run supports; return (files written, figures skipped)."""
-    path = Path(path)
-    out = Path(out) if out is not None else path / "figures"
-    summary, exponents = analysis.load_results(path)
-    run = load_run(path)
-    with matplotlib.rc_context(STYLE):
-        figures = {
-            "loss_vs_width": plot_loss_vs_width(summary, exponents),
-            "represented_fraction_vs_weight_decay": plot_represented_fraction(summary),
-            "phase_represented_fraction": plot_phase_represented(summary),
-            "phase_model_exponent": plot_phase_exponent(exponents),
-            "overlap_vs_width": plot_overlap_vs_width(summary, run.spec.n),
-            "row_norms": plot_row_norms(run),
-            "loss_vs_unlearned": plot_loss_vs_unlearned(summary),
-        }
-        written, skipped = [], []
-        for name, fig in figures.items():
-            if fig is None:
-                skipped.append(f"{name}: needs two or more weight decays and power-law exponents")
-            else:
-                written += save(fig, out / name)
-        written += _plot_training(path, out)
-    return written, skipped
-
-
-def _plot_training(path: Path, out: Path) -> list[Path]:
-    """The figures of a run's snapshots (none without ``snapshot_steps``)."""
-    from supjax import plots_training, snapshots
-
-    if not snapshots.snapshot_steps(path):
-        return []
-    if (path / "trajectory.csv").is_file():
-        over_time = pd.read_csv(path / "trajectory.csv")
-        exponents = pd.read_csv(path / "exponents_over_time.csv", dtype={"seed": str})
-    else:
-        over_time, exponents = analysis.trajectory(path)
-    written = save(plots_training.plot_metrics_over_time(over_time), out / "metrics_over_time")
-    exponent_figure = plots_training.plot_exponent_over_time(exponents)
-    if exponent_figure is not None:
-        written += save(exponent_figure, out / "model_exponent_over_time")
-    frames = plots_training.features_2d_snapshots(path)
-    if frames is not None:
-        written.append(plots_training.animate_features_2d(*frames, out / "features_2d_over_training"))
-    return written
-
-
-# Training dynamics (snapshots), one function per figure as above, re-exported here.
-from supjax.plots_training import (  # noqa: E402, F401
-    animate_features_2d,
-    plot_exponent_over_time,
-    plot_metrics_over_time,
-)
-
-# isort: split
-# Toy models of superposition (TMS, supjax.plots_tms), re-exported here.
-from supjax.plots_tms import plot_features_2d, plot_gram_and_norms, plot_phase_diagram, plot_sticky  # noqa: E402, F401

@@ -1,6 +1,6 @@
 """How superposition forms during training: figures from a run's snapshots (``snapshot_steps``).
 
-One function per figure, as in :mod:`supjax.plots` (which re-exports them):
+One function per figure, as in :mod:`supjax.plots.paper` (:mod:`supjax.plots` re-exports them):
 
 * :func:`plot_metrics_over_time`: represented fraction, m x mean squared overlap, ETF
   variance ratio and loss against step, coloured by weight decay (``trajectory.csv``);
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from supjax.plots import gamma_colours
+from supjax.plots.style import gamma_colours
 
 METRICS = (
     ("represented_fraction", r"$\phi_{1/2}$ (share of $\|W_i\| > 1/2$)", "linear"),
