@@ -304,8 +304,16 @@ def test_token_counts_and_rank_frequency_exponent(tmp_path):
     counts = llm.count_tokens(np.array_split(ids, 40))
     fit = llm.rank_frequency_fit(counts, max_rank=300)
     assert fit.exponent == pytest.approx(1.2, abs=0.05) and fit.n_points == 300
-    paths = plots.save(llm.plot_rank_frequency(counts, fit), tmp_path / "zipf")
-    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    fig = llm.plot_rank_frequency(counts, fit)
+    tokens, fitted = fig.axes[0].get_lines()  # f(r) of every token seen, then the fitted power law
+    frequencies = np.sort(counts[counts > 0])[::-1] / counts.sum()
+    ranks = np.arange(1, frequencies.size + 1)
+    np.testing.assert_array_equal(tokens.get_xdata(), ranks)
+    np.testing.assert_allclose(tokens.get_ydata(), frequencies, rtol=1e-12)
+    np.testing.assert_array_equal(fitted.get_xdata(), ranks)
+    np.testing.assert_allclose(fitted.get_ydata(), fit.predict(ranks), rtol=1e-12)
+    paths = plots.save(fig, tmp_path / "zipf")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.is_file() for p in paths)
 
 
 def test_tokenizers_missing_is_an_input_file_error(monkeypatch, tmp_path):
