@@ -1,5 +1,10 @@
+import os
+from pathlib import Path
+
+import matplotlib.colors
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from supjax import SweepSpec, analysis, fit, load_run, plots, run_sweep
 from supjax.cli import main
@@ -73,8 +78,28 @@ def test_load_results_round_trips(analysed):
     assert list(loaded_exponents.seed) == [str(s) for s in exponents.seed]
 
 
-def test_plot_writes_every_figure_as_png_and_pdf(analysed, tmp_path):
+def _record_saved_figures(monkeypatch) -> dict:
+    """``{file stem: Figure}`` of every figure saved to a file from now on (``Figure.savefig`` wrapped)."""
+    saved, savefig = {}, Figure.savefig
+
+    def recording(fig, fname, *args, **kwargs):
+        if isinstance(fname, str | os.PathLike):
+            saved[Path(fname).stem] = fig
+        return savefig(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording)
+    return saved
+
+
+def _marked_lines(ax) -> list:
+    """The lines of ``ax`` drawn with markers (the data; fits and references are plain lines)."""
+    return [line for line in ax.get_lines() if line.get_marker() not in ("None", "", None)]
+
+
+def test_plot_run_draws_every_figure_from_the_tables_and_writes_png_and_pdf(analysed, tmp_path, monkeypatch):
     path, _, _ = analysed
+    summary, exponents = analysis.load_results(path)  # the tables plot_run draws, as written
+    figures = _record_saved_figures(monkeypatch)
     written, skipped = plots.plot_run(path, tmp_path / "figs")
     names = {f.stem for f in written}
     assert names == {
@@ -87,9 +112,68 @@ def test_plot_writes_every_figure_as_png_and_pdf(analysed, tmp_path):
         "loss_vs_unlearned",
     }
     assert not skipped
+    assert sorted(f.suffix for f in written) == [".pdf"] * 7 + [".png"] * 7
     for file in written:
-        assert file.stat().st_size > 5000
         assert file.read_bytes()[:4] in (b"\x89PNG", b"%PDF")
+    assert set(figures) == names
+    gammas, widths = sorted(summary.weight_decay.unique()), sorted(summary.m.unique())
+    colours = plots.gamma_colours(summary.weight_decay)
+    panels = sorted(summary.distribution.unique(), key=lambda d: float(d.partition(":")[2]))  # power:0.8, power:1.4
+
+    # loss against width: per distribution, one marked line per weight decay, coloured by it, the mean over seeds
+    for ax, distribution in zip(figures["loss_vs_width"].axes[: len(panels)], panels, strict=True):
+        lines = _marked_lines(ax)
+        assert len(lines) == len(gammas), [line.get_label() for line in lines]
+        for line, gamma in zip(lines, gammas, strict=True):
+            mean = summary[(summary.distribution == distribution) & (summary.weight_decay == gamma)]
+            mean = mean.groupby("m").final_loss.mean()
+            np.testing.assert_array_equal(line.get_xdata(), widths)
+            np.testing.assert_allclose(line.get_ydata(), mean.loc[widths], rtol=1e-12)
+            np.testing.assert_allclose(matplotlib.colors.to_rgba(line.get_color()), colours.to_rgba(gamma))
+
+    # phi_1/2 against weight decay: one line per width, the mean over seeds
+    for ax, distribution in zip(figures["represented_fraction_vs_weight_decay"].axes, panels, strict=True):
+        for line, m in zip(_marked_lines(ax), widths, strict=True):
+            part = summary[(summary.distribution == distribution) & (summary.m == m)]
+            np.testing.assert_array_equal(line.get_xdata(), gammas)
+            expected = part.groupby("weight_decay").represented_fraction.mean().loc[gammas]
+            np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-12)
+
+    # the phase diagrams: cells [alpha, gamma] are the table's mean at the largest width / the pooled fit
+    largest = summary[summary.m == max(widths)]
+    pooled = exponents[exponents.seed.astype(str) == "all"]
+    for name, frame, value in (
+        ("phase_represented_fraction", largest, "represented_fraction"),
+        ("phase_model_exponent", pooled, "model_exponent"),
+    ):
+        mesh = figures[name].axes[0].collections[0]
+        expected = frame.pivot_table(index="alpha", columns="weight_decay", values=value, aggfunc="mean")
+        np.testing.assert_allclose(mesh.get_array(), expected.sort_index().to_numpy(), rtol=1e-12, err_msg=name)
+
+    # overlaps against width: the strong regime's mean over seeds and distributions, and 1/m
+    ax = figures["overlap_vs_width"].axes[0]
+    (strong,) = _marked_lines(ax)
+    expected = summary[summary.weight_decay < 0].groupby("m").mean_squared_overlap.mean()
+    np.testing.assert_array_equal(strong.get_xdata(), widths)
+    np.testing.assert_allclose(strong.get_ydata(), expected.loc[widths], rtol=1e-12)
+    one_over_m = next(line for line in ax.get_lines() if line.get_label() == "$1/m$")
+    np.testing.assert_allclose(one_over_m.get_ydata(), 1 / one_over_m.get_xdata())
+
+    # row norms: histograms of ||W_i|| of the first model at the largest width, for the extreme weight decays
+    run = load_run(path)
+    ax = figures["row_norms"].axes[0]
+    assert len(ax.containers) == 2
+    for bars, gamma in zip(ax.containers, (gammas[0], gammas[-1]), strict=True):
+        first = next(r for r in run.models if r["m"] == max(widths) and r["weight_decay"] == gamma)
+        counts, _ = np.histogram(np.linalg.norm(run.weights(first["index"])[0], axis=1), bins=40)
+        np.testing.assert_array_equal([bar.get_height() for bar in bars], counts)
+        np.testing.assert_allclose(bars[0].get_facecolor()[:3], colours.to_rgba(gamma)[:3])
+
+    # loss against the unlearned loss: one point per model, coloured by its weight decay
+    points = figures["loss_vs_unlearned"].axes[0].collections[0]
+    usable = summary[(summary.unlearned_loss > 0) & np.isfinite(summary.final_loss)]
+    np.testing.assert_allclose(points.get_offsets(), usable[["unlearned_loss", "final_loss"]].to_numpy())
+    np.testing.assert_array_equal(points.get_array(), usable.weight_decay)
 
 
 def test_cli_analyze_and_plot(analysed, capsys, tmp_path):
