@@ -30,7 +30,7 @@ import matplotlib
 import numpy as np
 
 from supjax import SweepSpec, load_run, metrics, plots, tms
-from supjax.config import parse_overrides
+from supjax.configfile import parse_overrides
 
 NAME = "tms"
 SCALES = ("smoke", "quick")

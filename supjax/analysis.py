@@ -56,13 +56,14 @@ def summarize(run: Run, params: dict | None = None, step: int | None = None) -> 
     decoder rows. With ``params`` (a snapshot, laid out as ``run.params``) and its ``step``,
     the same at that point of training: the loss over the 100 steps before it."""
     table = run.table(step)
+    low, high = run.spec.target_values
     measured = []
     for group in (run.params if params is None else params).values():
         W = group["W"]
         p = np.stack([run.feature_probabilities(int(i)) for i in group["index"]])
         importance = None  # the loss weights of each model, where some are not uniform
-        if run.spec.weighted:
-            labels = [run.models[int(i)]["importance"] for i in group["index"]]
+        labels = [run.models[int(i)]["importance"] for i in group["index"]]
+        if any(label != "uniform" for label in labels):
             importance = np.stack([run.spec.importance_weights(label) for label in labels])
         overlaps = metrics.overlap_statistics(W)
         etf = metrics.etf_likeness(W)
@@ -89,7 +90,7 @@ def summarize(run: Run, params: dict | None = None, step: int | None = None) -> 
                     "etf_variance_ratio": np.asarray(etf["etf_variance_ratio"]),
                     "tight_frame_distance": np.asarray(etf["tight_frame_distance"]),
                     "coherence_ratio": np.asarray(etf["coherence_ratio"]),
-                    "unlearned_loss": np.asarray(metrics.unlearned_loss(W, p, 0.5, run.spec.value_max, importance)),
+                    "unlearned_loss": np.asarray(metrics.unlearned_loss(W, p, 0.5, high, importance, low)),
                 }
             )
         )

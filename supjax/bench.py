@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from supjax import data, layout, program, sweep
+from supjax import data, layout, program
 from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS, SweepSpec, distribution_key
 
 WORKLOADS = {
@@ -55,7 +55,7 @@ def dense_flops(spec: SweepSpec, models_per_width: int) -> float:
 
 def measure(spec: SweepSpec, steps: int) -> dict:
     """Train every model of ``spec`` for ``steps`` steps, after a compile; return the rates."""
-    spec = sweep.resolve_driving(spec.replace(progress=False, log_every=1 if steps % 10 else 10))
+    spec = layout.resolve_for_backend(spec.replace(progress=False, log_every=1 if steps % 10 else 10))
     the_layout = layout.plan(spec)
     static = the_layout.static
     hypers = jax.device_put(tuple(g.hyper for g in the_layout.groups))
@@ -108,7 +108,7 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
     the whole batch (untiled, the faster choice for one model at a time).
     """
     one_model = layout.plan(spec.replace(widths=spec.widths[:1], weight_decays=spec.weight_decays[:1])).static
-    init_one, step_one = program.make_step(dataclasses.replace(one_model, batch_tile=spec.batch_size))
+    one = program.make_step(dataclasses.replace(one_model, batch_tile=spec.batch_size))
     p = spec.feature_probabilities[distribution_key(spec.distributions[0], spec.activation_densities[0])]
     thresholds, scales = (jnp.asarray(a) for a in data.sampler_tables(p))
     p = jnp.asarray(p, jnp.float32)
@@ -122,13 +122,13 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
         else:
             x = data.features_from_bits(jax.random.bits(key, (spec.batch_size, spec.n), jnp.uint32), thresholds, scales)
         with jax.default_matmul_precision(spec.precision):  # the products supjax's run uses
-            return step_one(state, hyper, x, t)
+            return one.step(state, hyper, x, t)
 
     seconds = 0.0
     for i, m in enumerate(spec.widths):
         hyper = program.Hyper(jnp.float32(gamma), jnp.float32(spec.lr), jnp.float32(spec.lr))
         key = jax.random.key(i)
-        state = init_one(key, hyper, m)
+        state = one.init(key, hyper, m)
         for t in range(2):  # compile this width's shapes
             state, loss = paper_step(state, hyper, key, jnp.int32(t))
         jax.block_until_ready(state)

@@ -1,134 +1,68 @@
-"""SweepSpec: the grid of toy models a sweep trains, and its validation.
+"""SweepSpec: the grid of toy models a sweep trains, each field declared once with its role.
 
-Fields split in two kinds, as in evosax/rejax:
+Every field says what it is in its ``dataclasses.field(metadata=...)`` (see :func:`setting`):
 
-* shape fields (``n``, ``batch_size``, ``widths``, ``steps``, ``log_every``) fix array
-  shapes and loop lengths; they are static and each distinct value compiles a program.
-* per-model fields (``weight_decays``, ``importances``, ``alphas``/``distribution``,
-  ``activation_densities``, ``seeds``, ``lr``) become traced arrays with one entry per
-  model, so a grid over them costs no recompilation.
+* ``static``: sets shapes or code; each value compiles its own program. ``program.Static``,
+  the compile cache key, is built from these fields (and the ``result`` ones).
+* ``traced``: a per-model value, a traced array entry: a new value compiles nothing.
+* ``axis``: a grid axis; every combination of the axes is one model (traced per model;
+  ``widths`` also sets shapes: one group of models per width).
+* ``result``: how the work is laid out, but it moves float32 rounding (the batch tile, the
+  sparse products, the stream loop). Static too; an unset one is resolved for the backend
+  (:func:`supjax.layout.resolve_for_backend`) and kept in the run directory.
+* ``driving``: how the work is driven, saved and shown (chunks, checkpoints, progress);
+  changes no result, so a resume may change it.
 
-Every check runs in :meth:`SweepSpec.validate`, before anything is compiled, and raises
-:class:`ConfigError` whose message is one line: the field, the value, and the fix.
-
-The module is longer than the others (about 600 lines) on purpose: it is one dataclass, and each
-field's default, its documentation and its check sit in this one file, so that adding a field
-touches one place and a reader finds every rule a config must obey here.
+Everything that sorts fields by role is derived from these declarations: the compile key,
+:data:`RESULT_FIELDS` (what a resume must match), :data:`RESOLVED_FIELDS` and the docs'
+table of keys (:func:`reference`). Parsing (TOML, ``--set``, coercion) is in
+:mod:`supjax.configfile`; the checks are :data:`RULES` below, and the checks of the data
+and the model live beside their code (:func:`supjax.data.check_spec`,
+:func:`supjax.variants.check_spec`). Every check runs before anything is compiled and
+raises :class:`ConfigError`, one line: the field, the value, and the fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import math
-import tomllib
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from supjax import configfile
 from supjax.errors import ConfigError
+
+STATIC, TRACED, AXIS, RESULT, DRIVING = "static", "traced", "axis", "result", "driving"
+ROLES = (STATIC, TRACED, AXIS, RESULT, DRIVING)
 
 PAPER_WIDTHS = (10, 15, 25, 39, 63, 100)
 PAPER_WEIGHT_DECAYS = tuple(-1.0 + 2.0 * i / 9 for i in range(10))
-
-
-# Fields that change results: two runs agreeing on these (and on the batches, kept in a
-# run's batches.json) agree bitwise on one backend; batch_tile and the batches change only
-# float32 summation order. The rest change how the work is driven, saved and shown.
-RESULT_FIELDS = (
-    "n",
-    "batch_size",
-    "steps",
-    "widths",
-    "weight_decays",
-    "distribution",
-    "alphas",
-    "activation_densities",
-    "seeds",
-    "lr",
-    "lr_width_scaling",
-    "warmup_steps",
-    "final_lr_fraction",
-    "log_every",
-    "shared_data",
-    "loss",
-    "unit_values",
-    "feature_values",
-    "importance",
-    "importances",
-    "correlation_block",
-    "correlation",
-    "exclusive_blocks",
-    "batch_tile",
-    "sparse_products",
-    "model",
-    "weight_init",
-    "bias_init",
-    "bias_weight_decay",
-    "fused_gradient",
-    "stream_loop",
-    "precision",
-)
-
-# The fields that set the feature probabilities.
-_PROBABILITY_FIELDS = ("n", "distribution", "alphas", "activation_densities")
-# Result fields that a run resolves for its backend when unset, and keeps in its config.toml.
-RESOLVED_FIELDS = ("batch_tile", "stream_loop")
-
-GRID_FIELDS = ("widths", "weight_decays", "distribution", "alphas", "activation_densities", "seeds")
-FLOAT_FIELDS = ("weight_decays", "alphas", "activation_densities")
-LOSSES = ("mse", "cross_entropy", "soft_cross_entropy")
-STREAM_LOOPS = ("map", "vmap")
 # jax_default_matmul_precision names: true float32 (the paper's), TF32 or bfloat16 tensor-core passes.
 PRECISIONS = ("float32", "tensorfloat32", "bfloat16")
-BUILT_IN_MODELS = ("tied", "untied", "hidden_relu", "linear")
-# Initialisations (see supjax.model.init_weight): the paper's first, then TMS's.
-WEIGHT_INITS = ("normal", "xavier_normal")
-BIAS_INITS = ("normal", "zeros")
 
 
-def distribution_key(label: str, activation_density: float) -> str:
-    """The name under which a run stores the probabilities of a distribution and density."""
-    return f"{label}@{float(activation_density)!r}"
+def setting(default: Any, role: str, doc: str, choices: tuple = ()) -> Any:
+    """A SweepSpec field: its default, its role (see the module docstring), one line of
+    documentation and, for a closed vocabulary, its choices (checked by :func:`validate`)."""
+    assert role in ROLES, role
+    return dataclasses.field(default=default, metadata={"role": role, "doc": doc, "choices": choices})
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A grid of toy models: every combination of the tuple-valued fields is one model.
+    """A grid of toy models: every combination of the ``axis`` fields is one model.
 
-    The grid is ``widths x weight_decays x distributions x activation_densities x
-    seeds``, where the distributions are the entries of ``distribution`` with each bare
-    ``"power"`` expanded over ``alphas``. Defaults are the paper's exp-10 settings
-    (n = 1000, batch 2048, 20000 steps, lr 1e-2, 2000 warmup steps, cosine to 5%).
-
-    Distribution entries (see :mod:`supjax.data`): ``"power"`` (p_i ∝ i^-alpha for each
-    alpha in ``alphas``), ``"power:1.2"``, ``"exponential:400"`` (p_i ∝ exp(-i/400)),
-    ``"linear"`` (p_i ∝ (n - i)/n), ``"constant:0.05"`` (every p_i = 0.05, not
-    normalised: TMS's sparsity S = 0.95), ``"file:probs.npy"`` (an explicit vector, used
-    as given).
-
-    ``importances`` is a grid axis of loss weights I (``"uniform"``, ``"power:0.5"``,
-    ``"geometric:0.9"``, ``"relative:0.3"``; see :func:`supjax.data.feature_importance`):
-    traced per model, and the models that differ only in importance share each step's
-    batch, as the weight decays do. The older single ``importance`` is the one-entry axis.
-
-    Anthropic's toy models (TMS, see :mod:`supjax.tms`) differ from the paper's code in
-    conventions that each have a field, named for what it is (the paper's are the
-    defaults): ``feature_values = "uniform_0_1"`` (values U[0, 1), not U(0, 2)),
-    ``weight_init = "xavier_normal"`` (W ~ N(0, 2/(n + m)), not N(0, 1/m)),
-    ``bias_init = "zeros"`` (not N(0, 1)), ``bias_weight_decay = true`` (torch's AdamW
-    decays the bias too; weight decays must then be >= 0).
-
-    ``model`` picks the toy model (``tied``, the paper's; ``untied``, ``hidden_relu``,
-    ``linear``, or ``"package.module:ClassName"``, see :mod:`supjax.variants`);
-    ``fused_gradient = false`` trains the tied model by autodiff instead of its hand-fused
-    gradient. ``precision`` sets every product of the training step (``float32``, the
-    default, even where a GPU would use TF32; ``tensorfloat32``; ``bfloat16``).
-    ``stream_loop`` runs the data streams of a width in sequence (``map``) or batched
-    (``vmap``); unset, it is ``map`` on a CPU and ``vmap`` on accelerators.
+    The grid is ``widths x weight_decays x importances x distributions x
+    activation_densities x seeds``, where the distributions are the entries of
+    ``distribution`` with each bare ``"power"`` expanded over ``alphas``. Defaults are the
+    paper's exp-10 settings (n = 1000, batch 2048, 20000 steps, lr 1e-2, 2000 warmup steps,
+    cosine to 5%); each field's line says what it does (``supjax.config.reference()``).
 
     Example:
         >>> spec = SweepSpec(n=200, widths=(8, 16), weight_decays=(-1.0, 1.0), steps=500)
@@ -136,91 +70,68 @@ class SweepSpec:
         4
     """
 
-    # shape fields (static)
-    n: int = 1000
-    batch_size: int = 2048
-    widths: tuple[int, ...] = PAPER_WIDTHS
-    steps: int = 20000
-    log_every: int = 10
-    # per-model fields (traced)
-    weight_decays: tuple[float, ...] = PAPER_WEIGHT_DECAYS
-    distribution: tuple[str, ...] = ("power",)
-    alphas: tuple[float, ...] = (1.0,)
-    activation_densities: tuple[float, ...] = (0.0,)
-    seeds: tuple[int, ...] = (0,)
-    # schedule
-    lr: float = 1e-2
-    lr_width_scaling: bool = False
-    warmup_steps: int = 2000
-    final_lr_fraction: float = 0.05
-    # data and loss
-    shared_data: bool = True
-    loss: str = "mse"
-    unit_values: bool = False
-    feature_values: str = "uniform_0_2"  # the law of an active value: U(0, 2) or TMS's U(0, 1)
-    importance: str = "uniform"  # one importance for every model; or the grid axis below
-    importances: tuple[str, ...] | None = None  # per-model (traced); None: (importance,)
-    correlation_block: int = 1
-    correlation: float = 0.0
-    exclusive_blocks: bool = False
-    # the model (see supjax.variants) and the precision of its products
-    model: str = "tied"
-    weight_init: str = "normal"  # W ~ N(0, 1/m); "xavier_normal": N(0, 2/(n + m))
-    bias_init: str = "normal"  # b ~ N(0, 1); "zeros"
-    bias_weight_decay: bool = False  # decay b with W's (non-negative) weight decay, as torch's AdamW
-    fused_gradient: bool = True
-    precision: str = "float32"
-    # driving (does not change results beyond float32 summation order)
-    chunk_steps: int | None = None
-    batch_tile: int | None = None
-    sparse_products: bool = False
-    stream_loop: str | None = None
-    max_models_per_batch: int | None = None
-    # checkpoints (with an output directory)
-    checkpoint_every: int | None = None
-    max_to_keep: int = 2
-    # snapshots of the full batched parameters along training (an integer K: K log-spaced steps)
-    snapshot_steps: int | tuple[int, ...] | None = None
-    progress: bool = True
+    n: int = setting(1000, STATIC, "number of features")
+    batch_size: int = setting(2048, STATIC, "samples per step, shared by every model of a data stream")
+    steps: int = setting(20000, STATIC, "training steps")
+    log_every: int = setting(10, STATIC, "steps per logged loss (the mean over them)")
+    widths: tuple[int, ...] = setting(PAPER_WIDTHS, AXIS, "bottleneck widths m (one compiled group each)")
+    weight_decays: tuple[float, ...] = setting(
+        PAPER_WEIGHT_DECAYS, AXIS, "the signed weight decay gamma: < 0 pulls rows to unit norm, > 0 decays them"
+    )
+    importances: tuple[str, ...] = setting(
+        ("uniform",), AXIS, "per-feature loss weights: uniform, power:beta, geometric:r, relative:r"
+    )
+    distribution: tuple[str, ...] = setting(
+        ("power",), AXIS, "feature frequencies: power (over alphas), power:a, exponential:s, linear, constant:P, file:F"
+    )
+    alphas: tuple[float, ...] = setting((1.0,), AXIS, "exponents of the bare 'power' distribution, p_i ∝ i^-alpha")
+    activation_densities: tuple[float, ...] = setting((0.0,), AXIS, "exp-15's density knob s in [0, 1]")
+    seeds: tuple[int, ...] = setting((0,), AXIS, "random seeds (weights and data)")
+    lr: float = setting(1e-2, TRACED, "peak learning rate of W and b")
+    lr_width_scaling: bool = setting(False, TRACED, "exp-17's W lr (8/m)^0.25 lr and b lr 2/m")
+    warmup_steps: int = setting(2000, STATIC, "linear warmup steps")
+    final_lr_fraction: float = setting(0.05, STATIC, "the cosine decays to this fraction of the peak")
+    shared_data: bool = setting(True, STATIC, "models of one distribution, density and seed read the same batches")
+    loss: str = setting("mse", STATIC, "the objective", ("mse", "cross_entropy", "soft_cross_entropy"))
+    target: str = setting("identity", STATIC, "what the model reconstructs: x, or |x| (ARENA)", ("identity", "abs"))
+    feature_values: str = setting(
+        "uniform_0_2", STATIC, "an active value's law: U(0, 2), TMS's U(0, 1), or U(-1, 1)",
+        ("uniform_0_2", "uniform_0_1", "uniform_-1_1"),
+    )  # fmt: skip
+    unit_values: bool = setting(False, STATIC, "every active feature has value 1")
+    correlation_block: int = setting(1, STATIC, "features per correlated block")
+    correlation: float = setting(0.0, TRACED, "within-block correlation rho of the Gaussian copula, in [0, 1)")
+    exclusive_blocks: bool = setting(False, STATIC, "at most one active feature per block")
+    model: str = setting("tied", STATIC, "tied, untied, hidden_relu, linear or 'package.module:Class'")
+    weight_init: str = setting("normal", STATIC, "W ~ N(0, 1/m), or N(0, 2/(n + m))", ("normal", "xavier_normal"))
+    bias_init: str = setting("normal", STATIC, "b ~ N(0, 1), or zeros", ("normal", "zeros"))
+    bias_weight_decay: bool = setting(False, STATIC, "decay b with W's weight decay (torch's AdamW)")
+    fused_gradient: bool = setting(True, STATIC, "the tied model's hand-fused gradient (else autodiff)")
+    precision: str = setting("float32", STATIC, "of every product of the step", PRECISIONS)
+    batch_tile: int | None = setting(None, RESULT, "rows per tile of the fused gradient (unset: by backend)")
+    sparse_products: bool = setting(False, RESULT, "products with x from its nonzeros (dense fallback)")
+    stream_loop: str | None = setting(None, RESULT, "a width's data streams in sequence or batched", ("map", "vmap"))
+    chunk_steps: int | None = setting(None, DRIVING, "steps per compiled chunk (unset: sized to the work)")
+    max_models_per_batch: int | None = setting(None, DRIVING, "models trained together at most")
+    checkpoint_every: int | None = setting(None, DRIVING, "steps between checkpoints (unset: a tenth of the run)")
+    max_to_keep: int = setting(2, DRIVING, "checkpoints kept per batch")
+    snapshot_steps: int | tuple[int, ...] | None = setting(
+        None, DRIVING, "keep parameters at K log-spaced steps, or at a list of steps"
+    )
+    progress: bool = setting(True, DRIVING, "show a progress bar")
+    importance: str | None = setting(None, AXIS, "deprecated: the one-entry importances")
 
     def __post_init__(self):
-        # Accept scalars and lists for grid axes; store tuples so the spec is hashable.
-        for name in GRID_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, (str, int, float)):
-                value = (value,)
-            try:  # lists, tuples, numpy arrays
-                value = tuple(v.item() if hasattr(v, "item") else v for v in value)
-            except TypeError:
-                continue  # validate() names the field
-            if name in FLOAT_FIELDS:  # 1 and 1.0 are one model: same keys, same results
-                value = tuple(float(v) if _is_number(v) else v for v in value)
+        for name, value in configfile.normalised(self).items():
             object.__setattr__(self, name, value)
-        if _is_number(self.lr):
-            object.__setattr__(self, "lr", float(self.lr))
-        if isinstance(self.importances, str):
-            object.__setattr__(self, "importances", (self.importances,))
-        elif isinstance(self.importances, list):  # a TOML list
-            object.__setattr__(self, "importances", tuple(self.importances))
-        if isinstance(self.snapshot_steps, list):  # a TOML list; a tuple keeps the spec hashable
-            object.__setattr__(self, "snapshot_steps", tuple(self.snapshot_steps))
-        # A run directory must not depend on the directory it was started from.
-        object.__setattr__(
-            self,
-            "distribution",
-            tuple(
-                f"file:{Path(d[5:]).resolve()}" if isinstance(d, str) and d.startswith("file:") and d[5:] else d
-                for d in self.distribution
-            )
-            if isinstance(self.distribution, tuple)
-            else self.distribution,
-        )
+        if self.importance is not None and self.importances == ("uniform",):
+            warnings.warn("config key 'importance' is deprecated; use importances = [...]", DeprecationWarning, 3)
 
     # ---- construction -------------------------------------------------------------
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+        return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SweepSpec:
@@ -236,137 +147,66 @@ class SweepSpec:
     @classmethod
     def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> SweepSpec:
         """Read a TOML file, apply ``key=value`` overrides (TOML values), validate."""
-        path = Path(path)
-        try:
-            values = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError("CONFIG", str(path), "file not found; pass a TOML file path") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError("CONFIG", str(path), f"not valid TOML ({err}); fix the syntax") from None
-        except OSError as err:
-            raise ConfigError("CONFIG", str(path), f"cannot be read ({err.strerror}); pass a TOML file") from None
-        values.update(parse_overrides(overrides))
-        return cls.from_dict(values)
+        return cls.from_dict(configfile.read_toml(path, overrides))
 
     def replace(self, **changes) -> SweepSpec:
-        new = dataclasses.replace(self, **changes)
-        if "feature_probabilities" in self.__dict__ and not set(changes) & set(_PROBABILITY_FIELDS):
-            new.__dict__["feature_probabilities"] = self.feature_probabilities  # the same p: keep it
-        return new.validate()
+        return dataclasses.replace(self, **changes).validate()
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: _plain(getattr(self, name)) for name in self.field_names()}
+        """Plain values of every set field (a deprecated key only where it was used)."""
+        values = {name: configfile.plain(getattr(self, name)) for name in self.field_names()}
+        return {k: v for k, v in values.items() if not (k == "importance" and v is None)}
 
-    # ---- derived ------------------------------------------------------------------
+    def validate(self) -> SweepSpec:
+        """Check every field (:func:`validate`); raise :class:`ConfigError` on the first bad one."""
+        return validate(self)
+
+    # ---- the grid -----------------------------------------------------------------
 
     @property
     def distributions(self) -> tuple[str, ...]:
-        """Distribution labels, with each bare ``power`` expanded over ``alphas``."""
+        """Distribution labels, canonical, with each bare ``power`` expanded over ``alphas``."""
         from supjax import data
 
-        out = []
-        for entry in self.distribution:
-            if entry == "power":
-                out.extend(f"power:{float(a)!r}" for a in self.alphas)
-            else:
-                out.append(data.canonical_label(entry))
-        return tuple(dict.fromkeys(out))
+        return data.distribution_labels(self.distribution, self.alphas)
 
     @property
     def importance_labels(self) -> tuple[str, ...]:
-        """The importance of every model, canonical (``importances``, else ``(importance,)``)."""
+        """The importance of every model, canonical (the deprecated ``importance`` if set)."""
         from supjax import data
 
-        return tuple(data.canonical_importance(label) for label in self.importances or (self.importance,))
+        labels = (self.importance,) if self.importance is not None else self.importances
+        return tuple(data.canonical_importance(label) for label in labels)
 
-    def importance_weights(self, label: str):
-        """I: [n] (float64) of one importance label (see :func:`supjax.data.feature_importance`)."""
+    @property
+    def feature_probabilities(self) -> dict[str, np.ndarray]:
+        """p: [n] (float64) of every distribution and density, keyed by :func:`distribution_key`
+        (computed once per (n, distributions, densities): :func:`supjax.data.probability_table`)."""
+        from supjax import data
+
+        return data.probability_table(self.n, self.distributions, self.activation_densities)
+
+    def importance_weights(self, label: str) -> np.ndarray:
+        """I: [n] (float64) of one importance label (:func:`supjax.data.feature_importance`)."""
         from supjax import data
 
         return data.feature_importance(label, self.n)
 
     @property
-    def weighted(self) -> bool:
-        """Some model's squared error is weighted (uniform everywhere skips the multiply)."""
-        return any(label != "uniform" for label in self.importance_labels)
-
-    @property
-    def value_max(self) -> float:
-        """a of the active values' law U(0, a) (see ``feature_values``)."""
+    def target_values(self) -> tuple[float, float]:
+        """(low, high) of the law U(low, high) of an active feature's target (:func:`supjax.data.value_range`)."""
         from supjax import data
 
-        return data.VALUE_RANGES[self.feature_values]
+        return data.value_range(self.feature_values, self.target)
 
-    @property
-    def models_per_stream(self) -> int:
-        """G: the models of one width that read one data stream (weight decays x importances)."""
-        return len(self.weight_decays) * len(self.importance_labels) if self.shared_data else 1
-
-    @functools.cached_property
-    def feature_probabilities(self) -> dict[str, Any]:
-        """p: [n] (float64) of every distribution and density, keyed by :func:`distribution_key`.
-
-        Computed once per spec; validation, the model table, the samplers and the run's
-        saved probabilities all read it.
-        """
-        from supjax import data
-
-        return {
-            distribution_key(label, density): data.feature_probabilities(label, self.n, density)
-            for label in self.distributions
-            for density in self.activation_densities
-        }
-
-    def probabilities(self, label: str, activation_density: float):
-        """p: [n] of one distribution label and density (see :attr:`feature_probabilities`)."""
+    def probabilities(self, label: str, activation_density: float) -> np.ndarray:
+        """p: [n] of one distribution label and density."""
         return self.feature_probabilities[distribution_key(label, activation_density)]
 
     @property
-    def sampler(self) -> str:
-        """``independent``, ``copula`` (correlated blocks) or ``exclusive`` (see supjax.data)."""
-        if self.exclusive_blocks or self.loss == "cross_entropy":
-            return "exclusive"  # cross-entropy: one block of all n features, one active each
-        return "copula" if self.correlation_block > 1 else "independent"
-
-    def _validate_data_and_loss(self) -> None:
-        from supjax import data
-
-        if self.loss not in LOSSES:
-            raise ConfigError("loss", self.loss, f"use one of {', '.join(LOSSES)}")
-        if self.loss != "mse" and self.weighted:
-            field = "importances" if self.importances else "importance"
-            raise ConfigError(field, getattr(self, field), "weights the squared error; use it with loss = 'mse'")
-        if self.feature_values not in data.VALUE_RANGES:
-            raise ConfigError("feature_values", self.feature_values, f"use one of {', '.join(data.VALUE_RANGES)}")
-        if self.unit_values and self.feature_values != "uniform_0_2":
-            raise ConfigError("unit_values", True, "sets every active value to 1; drop feature_values or unit_values")
-        if self.loss == "cross_entropy" and (self.correlation_block > 1 or self.exclusive_blocks):
-            raise ConfigError("loss", self.loss, "draws one active feature per sample; drop the correlation options")
-
-        _positive_int("correlation_block", self.correlation_block)
-        _finite_float("correlation", self.correlation)
-        if self.n % self.correlation_block:
-            raise ConfigError("correlation_block", self.correlation_block, f"must divide n = {self.n}")
-        if not 0 <= self.correlation < 1:
-            raise ConfigError("correlation", self.correlation, "the within-block correlation rho must lie in [0, 1)")
-        if self.correlation and self.correlation_block == 1:
-            raise ConfigError("correlation", self.correlation, "needs correlation_block > 1 (features per block)")
-        if self.exclusive_blocks and (self.correlation or self.correlation_block == 1):
-            raise ConfigError("exclusive_blocks", True, "needs correlation_block > 1 and correlation = 0")
-        if self.sampler == "exclusive":
-            for p in self.feature_probabilities.values():
-                data.correlated_tables(p, "exclusive", self.correlation_block)
-
-    @property
     def num_models(self) -> int:
-        return (
-            len(self.widths)
-            * len(self.weight_decays)
-            * len(self.importance_labels)
-            * len(self.distributions)
-            * len(self.activation_densities)
-            * len(self.seeds)
-        )
+        axes = (self.widths, self.weight_decays, self.importance_labels, self.distributions)
+        return math.prod(map(len, axes)) * len(self.activation_densities) * len(self.seeds)
 
     @property
     def num_logs(self) -> int:
@@ -384,219 +224,156 @@ class SweepSpec:
             return tuple(int(w) * self.log_every for w in windows)
         return tuple(sorted(self.snapshot_steps))
 
-    # ---- validation ---------------------------------------------------------------
 
-    def validate(self) -> SweepSpec:
-        """Check every field; raise :class:`ConfigError` on the first bad one."""
-        for name in ("n", "batch_size", "steps", "log_every"):
-            _positive_int(name, getattr(self, name))
-        _nonneg_int("warmup_steps", self.warmup_steps)
-        if self.chunk_steps is not None:
-            _positive_int("chunk_steps", self.chunk_steps)
-        for name in ("max_models_per_batch", "checkpoint_every"):
-            if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        _positive_int("max_to_keep", self.max_to_keep)
-        self._validate_snapshots()
-        if self.checkpoint_every is not None and self.checkpoint_every % self.log_every:
-            raise ConfigError(
-                "checkpoint_every", self.checkpoint_every, f"must be a multiple of log_every = {self.log_every}"
-            )
-        if self.batch_tile is not None:
-            _positive_int("batch_tile", self.batch_tile)
-            if self.batch_size % self.batch_tile:
-                raise ConfigError(
-                    "batch_tile", self.batch_tile, f"must divide batch_size = {self.batch_size}; or leave it unset"
-                )
-        for name in (
-            "lr_width_scaling",
-            "shared_data",
-            "progress",
-            "exclusive_blocks",
-            "unit_values",
-            "sparse_products",
-            "fused_gradient",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(name, getattr(self, name), "must be true or false")
-        for name in ("lr", "final_lr_fraction"):
-            _finite_float(name, getattr(self, name))
-        if self.lr <= 0:
-            raise ConfigError("lr", self.lr, "the peak learning rate must be > 0")
-        if not 0 <= self.final_lr_fraction <= 1:
-            raise ConfigError("final_lr_fraction", self.final_lr_fraction, "must lie in [0, 1]")
-        if self.steps % self.log_every:
-            raise ConfigError(
-                "log_every", self.log_every, f"must divide steps = {self.steps}; pick a divisor such as 1 or 10"
-            )
+def distribution_key(label: str, activation_density: float) -> str:
+    """The name under which a run stores the probabilities of a distribution and density."""
+    return f"{label}@{float(activation_density)!r}"
 
-        for name in GRID_FIELDS:
-            values = getattr(self, name)
-            if not isinstance(values, tuple):
-                raise ConfigError(name, values, "must be a list")
-            for v in values:
-                if not isinstance(v, (str, int, float)):
-                    raise ConfigError(name, v, "list entries must be numbers or strings, not lists or tables")
-            if not values:
-                raise ConfigError(name, [], "the grid axis is empty; give at least one value")
-            if len(set(values)) != len(values):
-                raise ConfigError(name, list(values), "contains duplicates; list each value once")
-        if self.n > 10_000_000:
-            raise ConfigError("n", self.n, "more than 10^7 features; the toy model keeps [batch, n] arrays")
-        self._validate_importance()
-        if self.max_models_per_batch is not None and self.shared_data:
-            if self.max_models_per_batch < self.models_per_stream:
-                raise ConfigError(
-                    "max_models_per_batch",
-                    self.max_models_per_batch,
-                    f"models sharing a data stream train together: allow at least {self.models_per_stream}"
-                    " (one per weight decay and importance) or set shared_data = false",
-                )
-        for m in self.widths:
-            _positive_int("widths", m)
-            if m > self.n:
-                raise ConfigError("widths", m, f"a width cannot exceed n = {self.n}; use widths <= n or raise n")
-        for s in self.seeds:
-            _nonneg_int("seeds", s)
-            if s >= 2**31:
-                raise ConfigError("seeds", s, "seeds must be below 2^31")
-        for name in ("weight_decays", "alphas", "activation_densities"):
-            for v in getattr(self, name):
-                _finite_float(name, v)
-        for g in self.weight_decays:
-            if not -1e3 <= g <= 1e3:
-                raise ConfigError("weight_decays", g, "out of range; the paper uses values in [-1, 1]")
-        for s in self.activation_densities:
-            if not 0 <= s <= 1:
-                raise ConfigError("activation_densities", s, "the exp-15 density knob s must lie in [0, 1]")
 
-        from supjax import data  # local: config is a primitive, data validates its own specs
+# ---- the roles, derived ------------------------------------------------------------------
 
-        for entry in self.distribution:
-            if not isinstance(entry, str):
-                raise ConfigError("distribution", entry, "entries are strings such as 'power' or 'exponential:400'")
-            if entry != "power":
-                data.parse_distribution(entry)
-        self.feature_probabilities  # noqa: B018 (computes and so validates every p, files against n)
-        self._validate_data_and_loss()
-        self._validate_model()
-        return self
 
-    def _validate_importance(self) -> None:
-        from supjax import data
+def fields_of(*roles: str) -> tuple[str, ...]:
+    """The SweepSpec fields with one of ``roles``, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(SweepSpec) if f.metadata["role"] in roles)
 
-        if not isinstance(self.importance, str):
-            raise ConfigError("importance", self.importance, "a string such as 'uniform' or 'geometric:0.9'")
-        if self.importances is None:
-            data.feature_importance(self.importance, self.n)
-            return
-        if self.importance != "uniform":
-            raise ConfigError("importance", self.importance, "set importance (one) or importances (a grid), not both")
-        if not isinstance(self.importances, tuple) or not self.importances:
-            raise ConfigError("importances", self.importances, "a list of strings such as ['uniform', 'relative:0.5']")
-        for label in self.importances:
-            if not isinstance(label, str):
-                raise ConfigError("importances", label, "entries are strings such as 'uniform' or 'geometric:0.9'")
-            try:
-                data.feature_importance(label, self.n)
-            except ConfigError as err:
-                raise ConfigError("importances", label, err.fix) from None
-        if len(set(self.importance_labels)) != len(self.importances):
-            raise ConfigError("importances", list(self.importances), "contains duplicates; list each value once")
 
-    def _validate_snapshots(self) -> None:
-        value = self.snapshot_steps
-        if value is None or _is_int(value):
-            if value is not None and value < 1:
-                raise ConfigError("snapshot_steps", value, "give a number of snapshots >= 1 or a list of steps")
-            return
-        fix = f"a list of distinct steps, multiples of log_every = {self.log_every} up to steps = {self.steps}"
-        if not isinstance(value, tuple) or not value or not all(_is_int(v) for v in value):
-            raise ConfigError("snapshot_steps", value, f"an integer K (K log-spaced steps) or {fix}")
-        for v in value:
-            if not 0 < v <= self.steps or v % self.log_every:
-                raise ConfigError("snapshot_steps", v, f"must be {fix}")
-        if len(set(value)) != len(value):
-            raise ConfigError("snapshot_steps", list(value), f"contains duplicates; {fix}")
+# Two runs that agree on these (and on the batches, kept in batches.json) agree bitwise on one backend.
+RESULT_FIELDS = fields_of(STATIC, TRACED, AXIS, RESULT)
+# Result fields that a run resolves for its backend when unset, and keeps in its config.toml.
+RESOLVED_FIELDS = tuple(
+    f.name for f in dataclasses.fields(SweepSpec) if f.metadata["role"] == RESULT and f.default is None
+)
 
-    def _validate_model(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError("precision", self.precision, f"use one of {', '.join(PRECISIONS)}")
-        if self.stream_loop is not None and self.stream_loop not in STREAM_LOOPS:
-            raise ConfigError(
-                "stream_loop", self.stream_loop, f"use one of {', '.join(STREAM_LOOPS)}, or leave it unset"
-            )
-        if not isinstance(self.model, str):
-            raise ConfigError("model", self.model, f"a string: {', '.join(BUILT_IN_MODELS)} or 'package.module:Class'")
-        for name, choices in (("weight_init", WEIGHT_INITS), ("bias_init", BIAS_INITS)):
-            if getattr(self, name) not in choices:
-                raise ConfigError(name, getattr(self, name), f"use one of {', '.join(choices)}")
-            if getattr(self, name) != choices[0] and self.model not in BUILT_IN_MODELS:
-                raise ConfigError(name, getattr(self, name), "your own module initialises itself; drop it")
-        if not isinstance(self.bias_weight_decay, bool):
-            raise ConfigError("bias_weight_decay", self.bias_weight_decay, "must be true or false")
-        if self.bias_weight_decay and min(self.weight_decays) < 0:
-            raise ConfigError(
-                "bias_weight_decay", True, "decays the bias with W's weight decay, which must then be >= 0"
-            )
-        if self.sparse_products and (self.model != "tied" or not self.fused_gradient):
-            raise ConfigError(
-                "sparse_products", True, "the sparse x products are the tied model's fused gradient; drop them"
-            )
-        if self.model == "tied":
-            return
-        if self.loss != "mse":
-            raise ConfigError("model", self.model, "the cross-entropy losses are defined for model = 'tied' only")
-        if self.model in BUILT_IN_MODELS:
-            return
-        from supjax import variants  # flax loads only for a user's module
 
-        for m in self.widths:
-            problem = variants.check(self.model, self.n, m)
+def reference() -> list[dict[str, str]]:
+    """Every config key with its type, default, role, choices and one line: the docs' table."""
+    return [
+        {
+            "key": f.name,
+            "type": str(f.type),
+            "default": repr(configfile.plain(f.default)),
+            "role": f.metadata["role"],
+            "choices": ", ".join(f.metadata["choices"]),
+            "doc": f.metadata["doc"],
+        }
+        for f in dataclasses.fields(SweepSpec)
+    ]
+
+
+# ---- validation: the types and choices from the declarations, then a table of rules --------
+
+
+def validate(spec: SweepSpec) -> SweepSpec:
+    """Check every field: its declared type and choices, then :data:`RULES`, then the checks
+    of the data and of the model beside their code. Raises the first :class:`ConfigError`."""
+    from supjax import data, variants  # the checks beside the code they guard
+
+    for f in dataclasses.fields(SweepSpec):
+        value = getattr(spec, f.name)
+        configfile.check_type(f.name, value, f.type)
+        if f.metadata["choices"] and value is not None and value not in f.metadata["choices"]:
+            raise ConfigError(f.name, value, f"use one of {', '.join(f.metadata['choices'])}")
+    for fields, rule in RULES:
+        for name in fields:
+            problem = rule(spec, getattr(spec, name))
             if problem:
-                raise ConfigError("model", self.model, problem)
-            break  # one width shows whether the class builds; shapes scale with m
+                value, problem = problem if isinstance(problem, tuple) else (getattr(spec, name), problem)
+                raise ConfigError(name, value, problem)
+    data.check_spec(spec)
+    variants.check_spec(spec)
+    return spec
 
 
-def parse_overrides(items) -> dict[str, Any]:
-    """Parse ``key=value`` strings; values are TOML (``widths=[8,16]``, ``lr=0.02``)."""
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError("--set", item, "write overrides as key=value, e.g. --set steps=5000")
-        try:
-            out[key] = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key] = raw.strip()  # a bare word, e.g. distribution=linear
-    return out
+Rule = Callable[[SweepSpec, Any], "str | tuple[Any, str] | None"]
 
 
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
+def each(check: Rule) -> Rule:
+    """A rule for every entry of a grid axis: the first bad entry and why."""
+
+    def rule(spec, values):
+        for value in values:
+            problem = check(spec, value)
+            if problem:
+                return value, problem
+        return None
+
+    return rule
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _positive(spec, v):
+    return None if v is None or v > 0 else "must be a positive integer"
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _whole_axis(spec, values):
+    if not values:
+        return [], "the grid axis is empty; give at least one value"
+    if len(set(values)) != len(values):
+        return list(values), "contains duplicates; list each value once"
+    return None
 
 
-def _positive_int(name, value):
-    if not _is_int(value) or value <= 0:
-        raise ConfigError(name, value, "must be a positive integer")
+def _snapshots(spec, v):
+    if v is None or isinstance(v, int):
+        return None if v is None or v >= 1 else "give a number of snapshots >= 1 or a list of steps"
+    fix = f"a list of distinct steps, multiples of log_every = {spec.log_every} up to steps = {spec.steps}"
+    if not v or len(set(v)) != len(v):
+        return list(v), f"must be {fix}"
+    return each(lambda s, step: None if 0 < step <= s.steps and step % s.log_every == 0 else f"must be {fix}")(spec, v)
 
 
-def _nonneg_int(name, value):
-    if not _is_int(value) or value < 0:
-        raise ConfigError(name, value, "must be a non-negative integer")
+def _max_models(spec, v):
+    need = len(spec.weight_decays) * len(spec.importance_labels)
+    if v is not None and spec.shared_data and v < need:
+        return (
+            f"models sharing a data stream train together: allow at least {need}"
+            " (one per weight decay and importance) or set shared_data = false"
+        )
+    return None
 
 
-def _finite_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(name, value, "must be a number")
-    if not math.isfinite(value):
-        raise ConfigError(name, value, "must be finite (not NaN or infinity)")
+def _every_log(spec, v):
+    return None if v is None or v % spec.log_every == 0 else f"must be a multiple of log_every = {spec.log_every}"
+
+
+def _tile(spec, v):
+    return None if v is None or spec.batch_size % v == 0 else f"must divide batch_size = {spec.batch_size}; or unset it"
+
+
+def _width(spec, m):
+    return None if m <= spec.n else f"a width cannot exceed n = {spec.n}; use widths <= n or raise n"
+
+
+def _bias_decay(spec, v):
+    if v and min(spec.weight_decays) < 0:
+        return "decays the bias with W's weight decay, which must then be >= 0"
+    return None
+
+
+def _old_importance(spec, v):
+    return None if v is None or spec.importances == ("uniform",) else "set importance (one) or importances, not both"
+
+
+# (fields, rule(spec, value) -> None, a problem, or (the bad entry, a problem)), checked in order.
+AXES = ("widths", "weight_decays", "importances", "distribution", "alphas", "activation_densities", "seeds")
+RULES: list[tuple[tuple[str, ...], Rule]] = [
+    (("n", "batch_size", "steps", "log_every", "chunk_steps", "max_models_per_batch"), _positive),
+    (("checkpoint_every", "max_to_keep", "correlation_block", "batch_tile"), _positive),
+    (("warmup_steps",), lambda s, v: None if v >= 0 else "must be a non-negative integer"),
+    (("log_every",), lambda s, v: None if s.steps % v == 0 else f"must divide steps = {s.steps}; try 1 or 10"),
+    (("checkpoint_every",), _every_log),
+    (("batch_tile",), _tile),
+    (("snapshot_steps",), _snapshots),
+    (("lr",), lambda s, v: None if v > 0 else "the peak learning rate must be > 0"),
+    (("final_lr_fraction",), lambda s, v: None if 0 <= v <= 1 else "must lie in [0, 1]"),
+    (AXES, _whole_axis),
+    (("n",), lambda s, v: "more than 10^7 features; the toy model keeps [batch, n] arrays" if v > 1e7 else None),
+    (("max_models_per_batch",), _max_models),
+    (("widths",), each(_positive)),
+    (("widths",), each(_width)),
+    (("seeds",), each(lambda s, v: None if 0 <= v < 2**31 else "must be a non-negative integer below 2^31")),
+    (("weight_decays",), each(lambda s, v: None if abs(v) <= 1e3 else "out of range; the paper's lie in [-1, 1]")),
+    (("activation_densities",), each(lambda s, v: None if 0 <= v <= 1 else "the density knob s must lie in [0, 1]")),
+    (("bias_weight_decay",), _bias_decay),
+    (("importance",), _old_importance),
+]

@@ -12,17 +12,101 @@ float32 uniform (23 random bits), keeps probabilities as small as 1e-9 exact.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from supjax.config import ConfigError
+from supjax.errors import ConfigError
 
 FAMILIES = ("power", "exponential", "linear", "constant", "file")
-# feature_values: the law of an active feature's value, U(0, a), by its upper end a.
-VALUE_RANGES = {"uniform_0_2": 2.0, "uniform_0_1": 1.0}
+# feature_values: the law of an active feature's value, U(low, high): the paper's, TMS's, and
+# signed values (ARENA's computation in superposition, whose target is |x|).
+VALUE_RANGES = {"uniform_0_2": (0.0, 2.0), "uniform_0_1": (0.0, 1.0), "uniform_-1_1": (-1.0, 1.0)}
+SAMPLERS = ("independent", "copula", "exclusive")
+
+
+def value_range(feature_values: str, target: str = "identity") -> tuple[float, float]:
+    """(low, high) of the law U(low, high) of an active feature's target value: of x itself,
+    or of |x| for ``target = "abs"`` (|U(-a, a)| is U(0, a))."""
+    low, high = VALUE_RANGES[feature_values]
+    return (0.0, max(-low, high)) if target == "abs" and low < 0 else (low, high)
+
+
+def sampler_kind(spec) -> str:
+    """``independent``, ``copula`` (correlated blocks) or ``exclusive`` (one active per block) for
+    a spec or a ``program.Static``; cross-entropy draws one active feature among all n."""
+    if spec.exclusive_blocks or spec.loss == "cross_entropy":
+        return "exclusive"
+    return "copula" if spec.correlation_block > 1 else "independent"
+
+
+def block_size(spec) -> int:
+    """Features per block of the correlated samplers (all n for cross-entropy's one active feature)."""
+    return spec.n if spec.loss == "cross_entropy" else spec.correlation_block
+
+
+def distribution_labels(entries: tuple[str, ...], alphas: tuple[float, ...]) -> tuple[str, ...]:
+    """Canonical distribution labels, with each bare ``power`` expanded over ``alphas``."""
+    out = []
+    for entry in entries:
+        if entry == "power":
+            out.extend(f"power:{float(a)!r}" for a in alphas)
+        else:
+            out.append(canonical_label(entry))
+    return tuple(dict.fromkeys(out))
+
+
+@functools.lru_cache(maxsize=64)
+def probability_table(n: int, labels: tuple[str, ...], densities: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """p: [n] (float64) of every distribution label and density, keyed ``label@density`` (see
+    :func:`supjax.config.distribution_key`). Cached: validation, the model table, the samplers and
+    a run's saved probabilities all read it; the arrays are read-only."""
+    table = {}
+    for label in labels:
+        for density in densities:
+            p = feature_probabilities(label, n, density)
+            p.flags.writeable = False
+            table[f"{label}@{float(density)!r}"] = p
+    return table
+
+
+def check_spec(spec) -> None:
+    """The data's rules for a :class:`supjax.config.SweepSpec`: distributions, importances,
+    values and samplers. Raises :class:`ConfigError` (one line) on the first bad one."""
+    for entry in spec.distribution:
+        if entry != "power":
+            parse_distribution(entry)
+    probability_table(spec.n, spec.distributions, spec.activation_densities)  # every p, files against n
+    field = "importance" if spec.importance is not None else "importances"
+    labels = (spec.importance,) if spec.importance is not None else spec.importances
+    for label in labels:
+        try:
+            feature_importance(label, spec.n)
+        except ConfigError as err:
+            raise ConfigError(field, label, err.fix) from None
+    if len(set(spec.importance_labels)) != len(labels):
+        raise ConfigError(field, list(labels), "contains duplicates; list each value once")
+    if spec.unit_values and spec.feature_values != "uniform_0_2":
+        raise ConfigError("unit_values", True, "sets every active value to 1; drop feature_values or unit_values")
+    if spec.loss == "cross_entropy" and (spec.correlation_block > 1 or spec.exclusive_blocks):
+        raise ConfigError("loss", spec.loss, "draws one active feature per sample; drop the correlation options")
+    if spec.n % spec.correlation_block:
+        raise ConfigError("correlation_block", spec.correlation_block, f"must divide n = {spec.n}")
+    if not 0 <= spec.correlation < 1:
+        raise ConfigError("correlation", spec.correlation, "the within-block correlation rho must lie in [0, 1)")
+    if spec.correlation and spec.correlation_block == 1:
+        raise ConfigError("correlation", spec.correlation, "needs correlation_block > 1 (features per block)")
+    if spec.exclusive_blocks and (spec.correlation or spec.correlation_block == 1):
+        raise ConfigError("exclusive_blocks", True, "needs correlation_block > 1 and correlation = 0")
+    kind = sampler_kind(spec)
+    if VALUE_RANGES[spec.feature_values][0] < 0 and kind != "independent":
+        raise ConfigError("feature_values", spec.feature_values, "signed values need independent features")
+    if kind == "exclusive":
+        for p in probability_table(spec.n, spec.distributions, spec.activation_densities).values():
+            correlated_tables(p, "exclusive", block_size(spec))
 
 
 def parse_distribution(label: str) -> tuple[str, str | float | None]:
@@ -139,13 +223,36 @@ def sampler_tables(p, value_max: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     return thresholds, scales
 
 
-def features_from_bits(bits: jax.Array, thresholds: jax.Array, scales: jax.Array, unit: bool = False) -> jax.Array:
+def features_from_bits(
+    bits: jax.Array, thresholds: jax.Array, scales: jax.Array, unit: bool = False, low: float = 0.0
+) -> jax.Array:
     """x from uniform uint32 ``bits: [..., n]``; ``thresholds, scales: [n]`` from :func:`sampler_tables`.
 
-    ``unit``: every active feature has value 1 instead of U(0, a) (a set by the scales).
+    An active value is U(low, low + a) with a set by the scales; ``unit``: every active value is 1.
     """
     value = 1.0 if unit else (bits.astype(jnp.float32) + 0.5) * scales
+    if low and not unit:
+        value = value + low
     return jnp.where(bits < thresholds, value, 0.0)
+
+
+def sample_streams(static, streams, t) -> jax.Array:
+    """The step-t batch of every data stream, ``[S, B, n]``, for a ``program.Static`` and its
+    ``program.Streams`` (keys, the bit stream each stream reads, sampler tables, correlation)."""
+    n, batch, block, kind = static.n, static.batch_size, block_size(static), sampler_kind(static)
+    low, high = VALUE_RANGES[static.feature_values]
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(jax.random.wrap_key_data(streams.keys))
+    if kind == "independent":
+        bits = jax.vmap(lambda k: jax.random.bits(k, (batch, n), jnp.uint32))(keys)
+        make = functools.partial(features_from_bits, unit=static.unit_values, low=low)
+        return jax.vmap(make)(bits[streams.seed_of], streams.tables["thresholds"], streams.tables["scales"])
+    draws = jax.vmap(lambda k: correlated_draws(k, kind, batch, n, block, high - low))(keys)
+    draws = jax.tree.map(lambda a: a[streams.seed_of], draws)
+
+    def one_stream(draw, table):
+        return correlated_features(draw, table, kind, block, streams.correlation, static.unit_values)
+
+    return jax.vmap(one_stream)(draws, streams.tables)
 
 
 def sample_features(key: jax.Array, p, batch_size: int, value_max: float = 2.0) -> jax.Array:
@@ -179,8 +286,6 @@ def active_capacity(expected: float) -> int:
 #   (U_i - L_i) is again U(0, a). Needs sum p <= 1 within every block.
 #
 # Values v_i ~ U(0, a) (a = 2, or 1 for TMS's values) are independent of the activations in both.
-
-SAMPLERS = ("independent", "copula", "exclusive")
 
 
 def correlated_tables(p, kind: str, block: int, value_max: float = 2.0) -> dict[str, np.ndarray]:

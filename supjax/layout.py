@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from supjax import data, model, optim
-from supjax.config import ConfigError, SweepSpec
+from supjax.config import RESULT, STATIC, SweepSpec, fields_of
+from supjax.errors import ConfigError
 from supjax.program import GroupShape, Hyper, Static, Streams
 
 _INIT_TAG, _DATA_TAG = 1, 2
@@ -76,6 +77,27 @@ class Group:
     init_keys: np.ndarray  # [D, G, 2] key data
     hyper: Hyper  # [D, G] each; importance [D, G, n] or None
 
+    # The padding marker (index -1) is read here and nowhere else.
+    @property
+    def indices(self) -> np.ndarray:
+        """The model index of every real model of the group, in [D, G] order."""
+        return self.model_index[self.model_index >= 0]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The layout row of every real model, in the order of :attr:`indices`."""
+        return self.local_index[self.model_index >= 0]
+
+    @property
+    def padding(self) -> int:
+        return int(np.sum(self.model_index < 0))
+
+    def real(self, values) -> np.ndarray:
+        """``values: [D, G, ...]`` of the group's real models: ``[len(indices), ...]``."""
+        values = np.asarray(values)
+        assert values.shape[:2] == self.shape, f"values: {values.shape}, the group is [D, G] = {self.shape}"
+        return values.reshape(-1, *values.shape[2:])[self.model_index >= 0]
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -89,33 +111,11 @@ class Layout:
 
     @property
     def static(self) -> Static:
-        """The compiled program's static spec (its cache key)."""
-        s = self.spec
-        return Static(
-            n=s.n,
-            batch_size=s.batch_size,
-            steps=s.steps,
-            warmup_steps=s.warmup_steps,
-            final_lr_fraction=s.final_lr_fraction,
-            log_every=s.log_every,
-            batch_tile=s.batch_tile or model.default_batch_tile(s.batch_size, jax.default_backend()),
-            model=s.model,
-            fused_gradient=s.fused_gradient,
-            loss=s.loss,
-            precision=s.precision,
-            stream_loop=s.stream_loop or default_stream_loop(),
-            sampler=s.sampler,
-            correlation_block=s.n if s.loss == "cross_entropy" else s.correlation_block,
-            unit_values=s.unit_values,
-            value_max=s.value_max,
-            weighted=s.weighted,
-            weight_init=s.weight_init,
-            bias_init=s.bias_init,
-            bias_weight_decay=s.bias_weight_decay,
-            sparse_capacity=self.sparse_capacity,
-            devices=self.devices,
-            groups=tuple(GroupShape(g.m, g.shape, g.reads) for g in self.groups),
-        )
+        """The compiled program's static spec (its cache key): the spec's static and result
+        fields and the layout's groups, devices and sparse slots."""
+        spec = {name: getattr(self.spec, name) for name in fields_of(STATIC, RESULT)}
+        groups = tuple(GroupShape(g.m, g.shape, g.reads) for g in self.groups)
+        return Static(**spec, sparse_capacity=self.sparse_capacity, devices=self.devices, groups=groups)
 
     @property
     def sparse_capacity(self) -> int:
@@ -140,12 +140,24 @@ class Layout:
     @property
     def _total_width(self) -> int:
         """Sum of m over the real models (padding excluded)."""
-        return sum(g.m * int(np.sum(g.model_index >= 0)) for g in self.groups)
+        return sum(g.m * len(g.indices) for g in self.groups)
 
 
-def default_stream_loop() -> str:
-    """``map`` on a CPU, ``vmap`` on accelerators (see :func:`supjax.program.make_group_step`)."""
-    return "map" if jax.default_backend() == "cpu" else "vmap"
+def resolve_for_backend(spec: SweepSpec, backend: str | None = None) -> SweepSpec:
+    """The spec with the backend's choice of every unset ``result`` field written in (a run
+    directory keeps them, so a resume on another device trains the same program): the batch
+    tile (about 256 rows on a CPU, the whole batch elsewhere) and the stream loop (``map`` on a
+    CPU, ``vmap`` on accelerators; see :func:`supjax.program.make_train`)."""
+    backend = backend or jax.default_backend()
+    return spec.replace(
+        batch_tile=spec.batch_tile or model.default_batch_tile(spec.batch_size, backend),
+        stream_loop=spec.stream_loop or ("map" if backend == "cpu" else "vmap"),
+    )
+
+
+def models_per_stream(spec: SweepSpec) -> int:
+    """G: the models of one width that read one data stream (weight decays x importances)."""
+    return len(spec.weight_decays) * len(spec.importance_labels) if spec.shared_data else 1
 
 
 def _identity(row: dict) -> int:
@@ -169,11 +181,13 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
 
     ``indices`` (default: all) picks a batch of the model table; it must be a union of
     :func:`blocks`. With several ``devices`` each group's D is padded to a multiple of them
-    by repeating its last stream's models (index -1, results dropped).
+    by repeating its last stream's models (index -1, results dropped). Unset ``result`` fields
+    take the backend's choice (:func:`resolve_for_backend`).
     """
+    spec = resolve_for_backend(spec)
     table = model_table(spec)
     rows = table if indices is None else [table[i] for i in sorted(indices)]
-    num_decays = spec.models_per_stream  # G
+    num_decays = models_per_stream(spec)  # G
     position = {r["index"]: k for k, r in enumerate(rows)}
     first_row = {}
     for r in rows:
@@ -218,19 +232,21 @@ def _hyper(spec: SweepSpec, rows: list[dict], shape: tuple[int, int]) -> Hyper:
     """The traced hyperparameters of a group's rows, [D, G] each; importance [D, G, n] (None if uniform)."""
     scalars = {k: np.array([r[k] for r in rows], np.float32).reshape(shape) for k in ("weight_decay", "lr_w", "lr_b")}
     importance = None
-    if spec.weighted:
+    if any(label != "uniform" for label in spec.importance_labels):
         vectors = {label: data.feature_importance(label, spec.n).astype(np.float32) for label in spec.importance_labels}
         importance = np.stack([vectors[r["importance"]] for r in rows]).reshape(*shape, spec.n)
     return Hyper(**scalars, importance=importance)
 
 
 def _sampler_tables(spec: SweepSpec, p: np.ndarray) -> dict[str, np.ndarray]:
-    if spec.sampler == "independent":
-        thresholds, scales = data.sampler_tables(p, spec.value_max)
+    low, high = data.VALUE_RANGES[spec.feature_values]
+    kind = data.sampler_kind(spec)
+    if kind == "independent":
+        thresholds, scales = data.sampler_tables(p, high - low)
         return {"thresholds": thresholds, "scales": scales}
     if spec.loss == "cross_entropy":  # one active feature per sample, drawn with probability p_i / sum p
-        return data.correlated_tables(p / p.sum(), "exclusive", spec.n, spec.value_max)
-    return data.correlated_tables(p, spec.sampler, spec.correlation_block, spec.value_max)
+        return data.correlated_tables(p / p.sum(), "exclusive", spec.n, high - low)
+    return data.correlated_tables(p, kind, spec.correlation_block, high - low)
 
 
 def relayout(layout: Layout, saved: dict, like: tuple) -> tuple:
@@ -240,9 +256,9 @@ def relayout(layout: Layout, saved: dict, like: tuple) -> tuple:
     ``index`` (the model index of every saved row)."""
     states = []
     for group, state, index, template in zip(layout.groups, saved["states"], saved["index"], like, strict=True):
-        row_of = {int(i): k for k, i in enumerate(np.asarray(index)) if i >= 0}
-        rows = [row_of[int(i)] for i in group.model_index if i >= 0]
-        rows += [rows[-1]] * int(np.sum(group.model_index < 0))  # padding copies the last model
+        row_of = {int(i): k for k, i in enumerate(np.asarray(index)) if i >= 0}  # the saved run's padding
+        rows = [row_of[int(i)] for i in group.indices]
+        rows += [rows[-1]] * group.padding  # padding copies the last model
         leaves = [_take_models(a, rows, group.shape) for a in jax.tree.leaves(state)]
         fields = template._asdict()  # saved by field name: the leaves of both dicts come in key order
         if [a.shape for a in leaves] != [a.shape for a in jax.tree.leaves(fields)]:
@@ -261,7 +277,7 @@ def _take_models(a, rows: list[int], shape: tuple[int, int]) -> np.ndarray:
 def blocks(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:
     """The smallest units a batch is made of: the G models of one width that share a data
     stream (every weight decay and importance), or single models with ``shared_data = false``."""
-    size = spec.models_per_stream
+    size = models_per_stream(spec)
     return [list(range(i, i + size)) for i in range(0, len(rows), size)]
 
 

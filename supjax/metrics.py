@@ -521,18 +521,22 @@ def superposition(W, block_size: int | None = None) -> jax.Array:
     return jnp.where(shared, 1.0 / jnp.where(shared, dimensionality, 1.0) - 1.0, 0.0)
 
 
-def unlearned_loss(W, p, threshold: float = 0.5, value_max: float = 2.0, importance=None) -> jax.Array:
+def unlearned_loss(
+    W, p, threshold: float = 0.5, value_max: float = 2.0, importance=None, value_min: float = 0.0
+) -> jax.Array:
     """The weak-regime loss prediction: sum_{i : ||W_i|| <= t} I_i Var(x_i). ``-> [models]``.
 
     An unlearned feature is best served by its bias alone (y_i = E[x_i]), which costs
-    Var(x_i) = p_i a^2/3 - p_i^2 a^2/4 for x_i = u_i v_i, u_i ~ Bernoulli(p_i), v_i ~ U(0, a):
-    (4/3) p_i - p_i^2 for the paper's a = 2 (``value_max``), p_i/3 - p_i^2/4 for TMS's a = 1.
+    Var(x_i) = p_i E[v^2] - p_i^2 E[v]^2 for x_i = u_i v_i, u_i ~ Bernoulli(p_i), v_i ~ U(l, a)
+    (l = ``value_min``, a = ``value_max``): E[v^2] = (l^2 + l a + a^2)/3, E[v] = (l + a)/2;
+    (4/3) p_i - p_i^2 for the paper's U(0, 2), p_i/3 - p_i^2/4 for TMS's U(0, 1).
     ``p`` and ``importance`` (I, default 1) are ``[n]`` (shared) or ``[models, n]``;
     t = ``threshold`` (default 1/2, as phi_{1/2}).
     """
     norms = row_norms(W)
     p = jnp.asarray(p, norms.dtype)
-    variance = (value_max**2 / 3.0) * p - (value_max**2 / 4.0) * jnp.square(p)
+    low, high = value_min, value_max
+    variance = ((low * low + low * high + high * high) / 3.0) * p - ((low + high) / 2.0) ** 2 * jnp.square(p)
     if importance is not None:
         variance = variance * jnp.asarray(importance, norms.dtype)
     return jnp.sum(jnp.where(norms <= threshold, variance, 0.0), axis=-1)

@@ -11,6 +11,11 @@ import jax.numpy as jnp
 
 Params = dict[str, jax.Array]
 
+# What the squared error compares the output with (the ``target`` config field): the paper's
+# reconstruction of x, or |x| (ARENA's "computation in superposition": with signed features,
+# feature_values = "uniform_-1_1", and the hidden-ReLU model, which must compute |x_i|).
+TARGETS = {"identity": lambda x: x, "abs": jnp.abs}
+
 
 def init_params(key: jax.Array, n: int, m: int, weight_init: str = "normal", bias_init: str = "normal") -> Params:
     """W: [n, m] by :func:`init_weight`, b: [n] by :func:`init_bias`; the defaults are the
@@ -101,12 +106,19 @@ def active_entries(x: jax.Array, capacity: int) -> tuple[jax.Array, jax.Array, j
     return index, value, jnp.all(jnp.sum(active, axis=-1) <= capacity)
 
 
+def active_batches(x: jax.Array, capacity: int) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+    """:func:`active_entries` of every stream's batch ``x: [S, B, n]``: ``((index, value), all fit)``."""
+    index, value, fits = jax.vmap(lambda a: active_entries(a, capacity))(x)
+    return (index, value), jnp.all(fits)
+
+
 def mse_and_grad(
     params: Params,
     x: jax.Array,
     batch_tile: int | None = None,
     importance: jax.Array | None = None,
     active: tuple[jax.Array, jax.Array] | None = None,
+    target=TARGETS["identity"],
 ) -> tuple[jax.Array, Params]:
     """``jax.value_and_grad(mean_squared_error)`` written out, one batch tile at a time.
 
@@ -120,6 +132,7 @@ def mse_and_grad(
     ``active = (index, value)`` from :func:`active_entries` (all rows must fit) computes
     the two products with x from its K nonzeros per row: h by a gather of K rows of W,
     x^T (dz W) by a scatter-add, so a step costs 6 B n m + 4 B K m flops instead of 10 B n m.
+    ``target``: the residual is ReLU(z) - target(x) (see :data:`TARGETS`).
     """
     W, b = params["W"], params["b"]
     batch = x.shape[0]
@@ -133,7 +146,7 @@ def mse_and_grad(
         x_tile, index, value = tiles
         hidden = x_tile @ W if index is None else jnp.einsum("tk,tkm->tm", value, W[index])
         z = hidden @ W.T + b
-        residual = jax.nn.relu(z) - x_tile
+        residual = jax.nn.relu(z) - target(x_tile)
         weighted = residual if importance is None else residual * importance
         dz = jnp.where(z > 0, weighted, 0.0) * scale
         dh = dz @ W

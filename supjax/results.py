@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from supjax.config import RESOLVED_FIELDS, RESULT_FIELDS, ConfigError, SweepSpec, distribution_key
-from supjax.errors import RunDirError
+from supjax.config import RESOLVED_FIELDS, RESULT_FIELDS, SweepSpec, distribution_key
+from supjax.errors import ConfigError, RunDirError
 
 COLUMNS = (
     "index",
@@ -127,7 +127,7 @@ def start_run_dir(path: str | Path, spec: SweepSpec, rows: list[dict], batches: 
     _write_models(path, rows)
 
 
-def resume_layout(path: str | Path, spec: SweepSpec) -> tuple[SweepSpec, list[list[int]]]:
+def saved_spec_and_batches(path: str | Path, spec: SweepSpec) -> tuple[SweepSpec, list[list[int]]]:
     """The spec to resume with and the saved batches of the run in ``path``.
 
     Refuses, naming the keys, a ``spec`` that differs from the saved one in a field that

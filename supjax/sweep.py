@@ -4,12 +4,13 @@
 
 1. the model table and the batches that fit the device (:mod:`supjax.layout`);
 2. for each batch: its layout, then :func:`train_batch`, which restores the newest
-   checkpoint, runs the compiled chunks of :mod:`supjax.program` until the last step and
-   saves a checkpoint every ``checkpoint_every`` steps;
+   checkpoint and runs the compiled chunks of :mod:`supjax.program` until the last step;
+   at every chunk end it runs the batch's chunk-end steps in order: the snapshot, the
+   checkpoint, the report (progress bar and ``RUN/progress.json``) and the stop check
+   (SIGTERM and SIGINT stop after the chunk in flight, checkpointed);
 3. the run's tables, written into ``out`` (:mod:`supjax.results`).
 
-Around it: the run directory's lock (:mod:`supjax.lock`), signals (SIGTERM and SIGINT stop
-after the chunk in flight, checkpointed), and ``RUN/progress.json`` at every chunk end.
+Around it: the run directory's lock (:mod:`supjax.lock`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from supjax import checkpoint, layout, lock, model, program, results
-from supjax.config import ConfigError, SweepSpec
-from supjax.errors import Interrupted, RunDirError
+from supjax import checkpoint, layout, lock, program, results, sharding
+from supjax.config import SweepSpec
+from supjax.errors import ConfigError, Interrupted, RunDirError
 
 # Aim for about this much dense work per compiled chunk, and at most this many steps (small
 # models run far below the flop rate): a few seconds on a CPU (about 1e11 flop/s) and about a
@@ -74,25 +76,123 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
         report = stack.enter_context(_Report(spec, batches, out if writer else None))
         for k, indices in enumerate(batches):
             the_layout = layout.plan(spec, indices, jax.device_count())
-            manager = checkpoint.manager(checkpoint.batch_directory(out, k), spec.max_to_keep) if out else None
-            snapshots = None
-            if out is not None and spec.snapshot_schedule:
-                snapshots = checkpoint.manager(checkpoint.snapshot_directory(out, k), max_to_keep=None)
-            report.start_batch(k, the_layout)
-            try:
-                batch_losses, batch_states = train_batch(the_layout, manager, report, stop, snapshots)
-            except Interrupted as stopped:
-                raise Interrupted(stopped.signum, stopped.step, spec.steps, k, len(batches), out) from None
+            start = Checkpoints(out, k, the_layout, stop) if out is not None else Memory(the_layout)
+            report.start_batch(k, the_layout, start)
+            chunk_ends = [*_snapshots(out, k, the_layout), start, report, stop.check(spec.steps, k, len(batches), out)]
+            batch_losses, batch_states = train_batch(the_layout, start, chunk_ends)
             for group, state in zip(the_layout.groups, batch_states, strict=True):
-                real = group.model_index >= 0
-                losses[group.model_index[real]] = batch_losses[group.local_index[real]]
+                losses[group.indices] = batch_losses[group.rows]
                 states.append((group, state))
         run = _assemble(spec, rows, losses, states, report.seconds())
         if writer:
             _save_results(run, out)
             run.path = Path(out)
-        _sync_hosts("supjax: run saved")
+        sharding.sync_hosts("supjax: run saved")
     return run
+
+
+def train_batch(the_layout: layout.Layout, start, chunk_ends=()) -> tuple[np.ndarray, tuple]:
+    """Train the models of ``the_layout`` to the last step; return (losses, final host states).
+
+    ``losses: [len(the_layout.rows), steps // log_every]`` in the layout's row order, one
+    TrainState per width group. ``start`` gives the first states (:class:`Checkpoints`: the
+    newest readable checkpoint; :class:`Memory`: the initial states); at every chunk end each
+    of ``chunk_ends`` is called in order with the :class:`ChunkEnd`; chunks end at every
+    snapshot step and checkpoint step.
+    """
+    spec, static, devices = the_layout.spec, the_layout.static, the_layout.devices
+    hypers = sharding.put(tuple(g.hyper for g in the_layout.groups), devices, sharded=True)
+    streams = sharding.put(the_layout.streams, devices, sharded=False)
+    keys = sharding.put(tuple(g.init_keys for g in the_layout.groups), devices, sharded=True)
+    states, losses, done = start.restore(program.init_states(static, keys, hypers))
+    for end in chunk_ends:
+        end(ChunkEnd(done * spec.log_every, states, losses[:, :done], restored=True))
+    ends = {checkpoint_interval(spec) // spec.log_every * k for k in range(1, spec.num_logs + 1)}
+    ends |= {s // spec.log_every for s in spec.snapshot_schedule} | {spec.num_logs}
+    while done < spec.num_logs:
+        windows = min(_chunk_windows(the_layout), min(e for e in ends if e > done) - done)
+        first = jnp.int32(done * spec.log_every)
+        states, logs = program.train_chunk(static, states, hypers, streams, first, num_windows=windows)
+        for group, log in zip(the_layout.groups, sharding.to_host(_ready(logs)), strict=True):
+            losses[group.rows, done : done + windows] = group.real(np.moveaxis(np.asarray(log), 0, -1))
+        done += windows
+        for end in chunk_ends:
+            end(ChunkEnd(done * spec.log_every, states, losses[:, :done]))
+    return losses, sharding.to_host(states)
+
+
+class ChunkEnd(NamedTuple):
+    """Where a batch stands at a chunk end: the step reached, the (device) states, the losses so far."""
+
+    step: int
+    states: tuple
+    losses: np.ndarray  # [rows, windows so far]
+    restored: bool = False  # the start of training (from a checkpoint or the initial states)
+
+
+class Memory:
+    """A batch trained without a run directory: it starts from the initial states."""
+
+    def __init__(self, the_layout: layout.Layout):
+        self.layout, self.saved_at = the_layout, 0
+
+    def restore(self, states):
+        return states, np.zeros((len(self.layout.rows), self.layout.spec.num_logs), np.float32), 0
+
+    def __call__(self, end: ChunkEnd) -> None:
+        pass
+
+
+class Checkpoints(Memory):
+    """A batch's resume checkpoints, ``RUN/checkpoints/batch-KKK/STEP``: it starts from the newest
+    readable one (restored on the host, so a run may resume on another number of devices) and
+    saves one every ``checkpoint_every`` steps, at the end, and when a signal asks to stop."""
+
+    def __init__(self, out, k: int, the_layout: layout.Layout, stop: _StopOnSignal):
+        super().__init__(the_layout)
+        spec = the_layout.spec
+        self.manager = checkpoint.manager(checkpoint.batch_directory(out, k), spec.max_to_keep)
+        self.every, self.stop = checkpoint_interval(spec), stop
+        self.saved = {"index": tuple(g.model_index for g in the_layout.groups), "key_data": the_layout.streams.keys}
+
+    def restore(self, states):
+        states, losses, done = super().restore(states)
+        restored = checkpoint.restore_latest(self.manager)
+        if restored is None:
+            return states, losses, done
+        step, state = restored
+        if not np.array_equal(state["key_data"], self.saved["key_data"]):
+            raise ConfigError("--resume", str(self.manager.directory), "its data keys differ from this config's")
+        states = sharding.put(layout.relayout(self.layout, state, states), self.layout.devices, sharded=True)
+        self.saved_at = int(step)
+        return states, np.asarray(state["losses"]), self.saved_at // self.layout.spec.log_every
+
+    def __call__(self, end: ChunkEnd) -> None:
+        due = end.step % self.every == 0 or end.step == self.layout.spec.steps or self.stop.signum is not None
+        if end.restored or not due:
+            return
+        by_name = tuple(state._asdict() for state in end.states)
+        losses = np.zeros((len(self.layout.rows), self.layout.spec.num_logs), np.float32)
+        losses[:, : end.losses.shape[1]] = end.losses
+        checkpoint.save(self.manager, end.step, {**self.saved, "states": by_name, "losses": losses, "step": end.step})
+        self.saved_at = end.step
+
+
+def _snapshots(out, k: int, the_layout: layout.Layout) -> list:
+    """The snapshot step of a batch, if its run keeps snapshots (before its checkpoint step, so a
+    resume from that checkpoint never skips a snapshot)."""
+    spec = the_layout.spec
+    if out is None or not spec.snapshot_schedule:
+        return []
+    manager = checkpoint.manager(checkpoint.snapshot_directory(out, k), max_to_keep=None)
+    index = tuple(g.model_index for g in the_layout.groups)
+
+    def keep(end: ChunkEnd) -> None:
+        if end.step in spec.snapshot_schedule and not end.restored:
+            kept = tuple({"params": state.params, "diverged_at": state.diverged_at} for state in end.states)
+            checkpoint.save(manager, end.step, {"index": index, "states": kept})
+
+    return [keep]
 
 
 class _StopOnSignal:
@@ -118,22 +218,32 @@ class _StopOnSignal:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
+    def check(self, steps: int, batch: int, batches: int, out):
+        """The chunk-end step that stops a batch once a signal came (after its checkpoint); a
+        batch that reached its last step finishes, and the next one stops at its start."""
+
+        def stop_if_asked(end: ChunkEnd) -> None:
+            if self.signum is not None and not (end.step == steps and not end.restored):
+                raise Interrupted(self.signum, end.step, steps, batch, batches, out)
+
+        return stop_if_asked
+
 
 def _open_run(spec: SweepSpec, out, resume: bool, primary: bool) -> tuple[SweepSpec, list[dict], list[list[int]]]:
     """(spec, model table, batches): resolved and, for a new run directory, written."""
     if out is not None and not primary:
-        _sync_hosts("supjax: run directory ready")  # process 0 writes it; every host trains its batches
+        sharding.sync_hosts("supjax: run directory ready")  # process 0 writes it; every host trains its batches
     if out is not None and (resume or not primary):
-        spec, batches = results.resume_layout(out, spec)
+        spec, batches = results.saved_spec_and_batches(out, spec)
         rows = layout.model_table(spec)
     else:
-        spec = resolve_driving(spec)
+        spec = layout.resolve_for_backend(spec)
         rows = layout.model_table(spec)
         batches = layout.split_batches(spec, rows)
         if out is not None:
             results.start_run_dir(out, spec, rows, batches)
     if out is not None and primary:
-        _sync_hosts("supjax: run directory ready")
+        sharding.sync_hosts("supjax: run directory ready")
     return spec, rows, batches
 
 
@@ -148,74 +258,6 @@ def _save_results(run: results.Run, out) -> None:
             f"could not write the results ({err.strerror or err}); they need about {needed / 1e6:.1f} MB "
             f"and {free / 1e6:.1f} MB are free; free space, then rerun with --resume",
         ) from None
-
-
-def resolve_driving(spec: SweepSpec) -> SweepSpec:
-    """The spec with this backend's batch tile and stream loop written in (a run directory
-    keeps them, so a resume on another device trains the same program)."""
-    backend = jax.default_backend()
-    return spec.replace(
-        batch_tile=spec.batch_tile or model.default_batch_tile(spec.batch_size, backend),
-        stream_loop=spec.stream_loop or layout.default_stream_loop(),
-    )
-
-
-def train_batch(
-    the_layout: layout.Layout, manager=None, report=None, stop=None, snapshots=None
-) -> tuple[np.ndarray, tuple]:
-    """Train the models of ``the_layout`` to the last step; return (losses, final states).
-
-    ``losses: [len(the_layout.rows), steps // log_every]`` in the layout's row order; the
-    states are host copies, one TrainState per width group. With an orbax ``manager`` the
-    batch starts from its newest readable checkpoint and saves one every
-    ``spec.checkpoint_every`` steps and at the end. ``report`` (a :class:`_Report`) hears of
-    every chunk; when ``stop`` has caught a signal, the batch checkpoints the step it reached
-    and raises :class:`Interrupted`. With a ``snapshots`` manager the parameters of every
-    model are kept at each step of ``spec.snapshot_schedule`` (chunks end there).
-    """
-    spec, static, devices = the_layout.spec, the_layout.static, the_layout.devices
-    hypers = _put(tuple(g.hyper for g in the_layout.groups), devices, sharded=True)
-    streams = _put(the_layout.streams, devices, sharded=False)
-    states = program.init_states(static, _put(tuple(g.init_keys for g in the_layout.groups), devices, True), hypers)
-    losses = np.zeros((len(the_layout.rows), spec.num_logs), np.float32)
-    done = saved_at = 0
-    saved = {"index": tuple(g.model_index for g in the_layout.groups), "key_data": the_layout.streams.keys}
-    if manager is not None:
-        # Restored on the host, so a run may resume on another number of devices.
-        restored = checkpoint.restore_latest(manager)
-        if restored is not None:
-            step, state = restored
-            if not np.array_equal(state["key_data"], saved["key_data"]):
-                raise ConfigError("--resume", str(manager.directory), "its data keys differ from this config's")
-            states = _put(layout.relayout(the_layout, state, states), devices, sharded=True)
-            losses, done = np.asarray(state["losses"]), int(step) // spec.log_every
-            saved_at = int(step)
-    if report is not None:
-        report.chunk(done * spec.log_every, saved_at, losses[:, :done], restored=True)
-    chunk = _chunk_windows(the_layout)
-    every = checkpoint_interval(spec) // spec.log_every
-    snapshot_at = [s // spec.log_every for s in spec.snapshot_schedule] if snapshots is not None else []
-    while done < spec.num_logs:
-        if stop is not None and stop.signum is not None:
-            raise Interrupted(stop.signum, done * spec.log_every, spec.steps, 0, 1, None)
-        windows = min(chunk, spec.num_logs - done, every - done % every, *(w - done for w in snapshot_at if w > done))
-        first = jnp.int32(done * spec.log_every)
-        states, logs = program.train_chunk(static, states, hypers, streams, first, num_windows=windows)
-        for group, log in zip(the_layout.groups, _to_host(_ready(logs)), strict=True):
-            real = group.local_index >= 0
-            losses[group.local_index[real], done : done + windows] = np.asarray(log).reshape(windows, -1).T[real]
-        done += windows
-        stopping = stop is not None and stop.signum is not None
-        if done in snapshot_at:  # before the checkpoint: a resume from it never skips a snapshot
-            kept = tuple({"params": state.params, "diverged_at": state.diverged_at} for state in states)
-            checkpoint.save(snapshots, done * spec.log_every, {"index": saved["index"], "states": kept})
-        if manager is not None and (done % every == 0 or done == spec.num_logs or stopping):
-            saved_at = done * spec.log_every
-            by_name = tuple(state._asdict() for state in states)
-            checkpoint.save(manager, saved_at, {**saved, "states": by_name, "losses": losses, "step": saved_at})
-        if report is not None:
-            report.chunk(done * spec.log_every, saved_at, losses[:, :done])
-    return losses, _to_host(states)
 
 
 def _ready(tree):
@@ -243,15 +285,14 @@ def _chunk_windows(the_layout: layout.Layout) -> int:
     return int(min(spec.num_logs, max(1, round(windows))))
 
 
-def train(the_layout: layout.Layout) -> results.Run:
-    """Train one layout in memory (no checkpoints) and return its models as a Run."""
+def train_in_memory(the_layout: layout.Layout) -> results.Run:
+    """Train one layout without a run directory and return its models as a Run."""
     spec = the_layout.spec
-    batch_losses, batch_states = train_batch(the_layout)
+    batch_losses, batch_states = train_batch(the_layout, Memory(the_layout))
     rows = layout.model_table(spec)
     losses = np.full((len(rows), spec.num_logs), np.nan, np.float32)
     for group in the_layout.groups:
-        real = group.model_index >= 0
-        losses[group.model_index[real]] = batch_losses[group.local_index[real]]
+        losses[group.indices] = batch_losses[group.rows]
     return _assemble(spec, rows, losses, list(zip(the_layout.groups, batch_states, strict=True)), 0.0)
 
 
@@ -260,48 +301,13 @@ def _assemble(spec: SweepSpec, rows: list[dict], losses: np.ndarray, states: lis
     rows = [dict(r) for r in rows]
     parts: dict[int, list] = {}
     for group, state in states:
-        real = group.model_index >= 0  # drop the padding of multi-device groups
-        for i, step in zip(group.model_index[real], state.diverged_at.reshape(-1)[real], strict=True):
+        for i, step in zip(group.indices, group.real(state.diverged_at), strict=True):
             rows[i]["diverged_at"] = int(step)
-        params = {k: np.asarray(v).reshape(-1, *np.shape(v)[2:])[real] for k, v in state.params.items()}
-        parts.setdefault(group.m, []).append({**params, "index": group.model_index[real]})
+        params = {k: group.real(v) for k, v in state.params.items()}
+        parts.setdefault(group.m, []).append({**params, "index": group.indices})
     params = {m: {k: np.concatenate([p[k] for p in ps]) for k in ps[0]} for m, ps in parts.items()}
     info = {"seconds": seconds, "device": str(jax.devices()[0].device_kind)}
     return results.Run(spec, rows, losses, params, dict(spec.feature_probabilities), info)
-
-
-# ---- devices and hosts --------------------------------------------------------------------------
-
-
-def _put(tree, devices: int, sharded: bool):
-    """Global arrays from host values: split on the leading (D) axis, or replicated."""
-    if devices == 1:
-        return jax.device_put(tree)
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), (program.MODEL_AXIS,))
-    spec = jax.sharding.PartitionSpec(program.MODEL_AXIS) if sharded else jax.sharding.PartitionSpec()
-    sharding = jax.sharding.NamedSharding(mesh, spec)
-
-    def put(value):
-        value = np.asarray(value)
-        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
-
-    return jax.tree.map(put, tree)
-
-
-def _to_host(tree):
-    """Host numpy copies of (possibly multi-host) global arrays."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return multihost_utils.process_allgather(tree, tiled=True)
-    return jax.device_get(tree)
-
-
-def _sync_hosts(name: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 class _Report:
@@ -335,16 +341,18 @@ class _Report:
     def seconds(self) -> float:
         return time.perf_counter() - self.clock
 
-    def start_batch(self, batch: int, the_layout: layout.Layout) -> None:
+    def start_batch(self, batch: int, the_layout: layout.Layout, checkpoints: Memory) -> None:
         if batch > 0:
             self.done_before += self.models * self.spec.steps
         self.batch, self.rows, self.models, self.step = batch, the_layout.rows, len(the_layout.rows), 0
+        self.checkpoints = checkpoints
 
-    def chunk(self, step: int, checkpointed: int, losses: np.ndarray, restored: bool = False) -> None:
-        """The batch reached ``step`` (``losses``: its logged windows so far)."""
+    def __call__(self, end: ChunkEnd) -> None:
+        """The batch reached ``end.step`` (``end.losses``: its logged windows so far)."""
+        step, losses = end.step, end.losses
         new = (step - self.step) * self.models
         self.bar.update(new)
-        self.trained += 0 if restored else new
+        self.trained += 0 if end.restored else new
         self.step = step
         if losses.shape[1]:
             self.diverged |= {row["index"] for row, nan in zip(self.rows, np.isnan(losses[:, -1]), strict=True) if nan}
@@ -357,7 +365,7 @@ class _Report:
             "models_in_batch": self.models,
             "step": step,
             "steps": self.spec.steps,
-            "checkpointed": checkpointed,
+            "checkpointed": self.checkpoints.saved_at,
             "model_steps_done": self.done_before + step * self.models,
             "model_steps_total": self.total,
             "model_steps_trained": self.trained,

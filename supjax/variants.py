@@ -6,6 +6,7 @@
 ``tied``       ReLU(x W W^T + b)               the paper; Elhage et al. 2022 (TMS)
 ``untied``     ReLU(x W W_decoder^T + b)       devinterp's ``ToyAutoencoder(tied=False)``
 ``hidden_relu`` ReLU(ReLU(x W) W^T + b)         TMS and ARENA's ``NeuronModel`` (privileged basis)
+``untied_hidden_relu`` ReLU(ReLU(x W) W_dec^T + b)  ARENA's ``NeuronComputationModel`` (|x|)
 ``linear``     x W W^T + b                     TMS's linear baseline
 =============  ==============================  ==========================================
 
@@ -32,15 +33,17 @@ parameter, the bias learning rate and no decay (see :func:`supjax.optim.toy_mode
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from supjax import model
-
-BUILT_IN = ("tied", "untied", "hidden_relu", "linear")
+from supjax.errors import ConfigError
 
 
 def _init(rngs: nnx.Rngs, n: int, m: int, weight_init: str, bias_init: str):
@@ -83,6 +86,18 @@ class HiddenReLU(nnx.Module):
         return jax.nn.relu(jax.nn.relu(x @ self.W) @ self.W.T + self.b)
 
 
+class UntiedHiddenReLU(nnx.Module):
+    """y = ReLU(ReLU(x W) W_decoder^T + b): ARENA's ``NeuronComputationModel``, which can compute
+    |x_i| of signed features (two hidden units of opposite sign per feature; see ``target``)."""
+
+    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs, weight_init: str = "normal", bias_init: str = "normal"):
+        self.W, self.b = _init(rngs, n, m, weight_init, bias_init)
+        self.W_decoder = nnx.Param(model.init_weight(rngs.params(), (n, m), weight_init))
+
+    def __call__(self, x):
+        return jax.nn.relu(jax.nn.relu(x @ self.W) @ self.W_decoder.T + self.b)
+
+
 class Linear(nnx.Module):
     """y = x W W^T + b: no output ReLU, so interference cannot be filtered (TMS's linear model)."""
 
@@ -93,7 +108,97 @@ class Linear(nnx.Module):
         return (x @ self.W) @ self.W.T + self.b
 
 
-CLASSES = {"tied": Tied, "untied": Untied, "hidden_relu": HiddenReLU, "linear": Linear}
+CLASSES = {
+    "tied": Tied,
+    "untied": Untied,
+    "hidden_relu": HiddenReLU,
+    "untied_hidden_relu": UntiedHiddenReLU,
+    "linear": Linear,
+}
+BUILT_IN = tuple(CLASSES)  # the one list of the built-in models
+
+
+class ModelDef(NamedTuple):
+    """A toy model as two pure functions, optax-style (picked once, by :func:`get`).
+
+    * ``init(key, n, m) -> params``: a pure dict with ``W: [n, m]`` (the feature rows);
+    * ``loss_and_grad(params, x, importance=None, active=None) -> (loss, grads)``: the
+      reported loss of a batch ``x: [B, n]`` (squared error summed over features, averaged
+      over the batch, weighted by ``importance: [n]``; or the mean cross-entropy) and the
+      gradient of the training objective (the paper's mean squared error, or the
+      cross-entropy). ``active`` is the sparse form of x for the products that use it.
+    """
+
+    init: Callable[[jax.Array, int, int], dict]
+    loss_and_grad: Callable[..., tuple[jax.Array, dict]]
+
+
+def get(
+    name: str,
+    *,
+    loss: str = "mse",
+    target: str = "identity",
+    fused_gradient: bool = True,
+    batch_tile: int | None = None,
+    weight_init: str = "normal",
+    bias_init: str = "normal",
+) -> ModelDef:
+    """The :class:`ModelDef` of a ``model`` value: a built-in name or ``"package.module:Class"``.
+
+    The tied model trains the squared error by its hand-fused gradient
+    (:func:`supjax.model.mse_and_grad`; ``fused_gradient = False``: autodiff) or either
+    cross-entropy loss by autodiff; every other model trains the squared error by autodiff and
+    refuses the cross-entropy losses with a :class:`ConfigError`. ``target`` is what the
+    squared error compares the output with (:data:`supjax.model.TARGETS`: x, or |x|).
+    """
+    target_of = model.TARGETS[target]
+    tied_init = functools.partial(model.init_params, weight_init=weight_init, bias_init=bias_init)
+    if loss != "mse":
+        if name != "tied":
+            raise ConfigError("loss", loss, f"model '{name}' trains on the squared error only; use loss = 'mse'")
+        if target != "identity":
+            raise ConfigError("target", target, "the cross-entropy's target is the active feature; drop target")
+
+        def cross_entropy(params, x, importance=None, active=None):
+            return jax.value_and_grad(model.cross_entropy)(params, x)
+
+        return ModelDef(tied_init, cross_entropy)
+
+    if name == "tied" and fused_gradient:
+
+        def fused(params, x, importance=None, active=None):
+            value, grads = model.mse_and_grad(params, x, batch_tile, importance, active, target_of)
+            return x.shape[-1] * value, grads
+
+        return ModelDef(tied_init, fused)
+
+    def autodiff(params, x, importance=None, active=None):
+        def mse(p):
+            return model.output_mean_squared_error(apply(name, p, x), target_of(x), importance)
+
+        value, grads = jax.value_and_grad(mse)(params)
+        return x.shape[-1] * value, grads
+
+    def init(key, n, m):
+        if name == "tied":  # exactly the fused path's init
+            return tied_init(key, n, m)
+        options = {"weight_init": weight_init, "bias_init": bias_init} if name in CLASSES else {}
+        return nnx.to_pure_dict(nnx.state(module_class(name)(n, m, rngs=nnx.Rngs(params=key), **options), nnx.Param))
+
+    return ModelDef(init, autodiff)
+
+
+def definition(config) -> ModelDef:
+    """:func:`get` with the model fields of a :class:`supjax.config.SweepSpec` or ``program.Static``."""
+    return get(
+        config.model,
+        loss=config.loss,
+        target=config.target,
+        fused_gradient=config.fused_gradient,
+        batch_tile=config.batch_tile,
+        weight_init=config.weight_init,
+        bias_init=config.bias_init,
+    )
 
 
 def module_class(name: str) -> type[nnx.Module]:
@@ -105,15 +210,8 @@ def module_class(name: str) -> type[nnx.Module]:
 
 
 def init(name: str, key: jax.Array, n: int, m: int, weight_init: str = "normal", bias_init: str = "normal") -> dict:
-    """Parameters of one model as a pure dict. The tied model draws exactly
-    :func:`supjax.model.init_params` (the fused path's init), so both paths start alike.
-    ``weight_init`` and ``bias_init`` reach the built-in variants; a user's module
-    initialises itself (the config refuses other values for it)."""
-    if name == "tied":
-        return model.init_params(key, n, m, weight_init, bias_init)
-    options = {"weight_init": weight_init, "bias_init": bias_init} if name in CLASSES else {}
-    state = nnx.state(module_class(name)(n, m, rngs=nnx.Rngs(params=key), **options), nnx.Param)
-    return nnx.to_pure_dict(state)
+    """Parameters of one model as a pure dict (:attr:`ModelDef.init` of ``name``)."""
+    return get(name, weight_init=weight_init, bias_init=bias_init).init(key, n, m)
 
 
 def apply(name: str, params: dict, x: jax.Array) -> jax.Array:
@@ -122,6 +220,24 @@ def apply(name: str, params: dict, x: jax.Array) -> jax.Array:
     graphdef, state = nnx.split(nnx.eval_shape(lambda: module_class(name)(n, m, rngs=nnx.Rngs(0))))
     nnx.replace_by_pure_dict(state, params)  # a fresh abstract state of this trace
     return nnx.merge(graphdef, state)(x)
+
+
+def check_spec(spec) -> None:
+    """The model's rules for a :class:`supjax.config.SweepSpec` (one :class:`ConfigError` line):
+    the model exists and builds, accepts the loss and target, and the options apply to it."""
+    if spec.loss != "mse" and any(label != "uniform" for label in spec.importance_labels):
+        field = "importance" if spec.importance is not None else "importances"
+        raise ConfigError(field, getattr(spec, field), "weights the squared error; use it with loss = 'mse'")
+    if spec.sparse_products and (spec.model != "tied" or not spec.fused_gradient):
+        raise ConfigError("sparse_products", True, "the sparse products are the tied model's fused gradient; drop them")
+    if spec.model not in CLASSES:
+        for name in ("weight_init", "bias_init"):
+            if getattr(spec, name) != "normal":
+                raise ConfigError(name, getattr(spec, name), "your own module initialises itself; drop it")
+        problem = check(spec.model, spec.n, spec.widths[0])  # one width shows whether it builds
+        if problem:
+            raise ConfigError("model", spec.model, problem)
+    definition(spec)  # a model refuses a loss or target itself
 
 
 def check(name: str, n: int, m: int) -> str | None:

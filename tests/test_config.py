@@ -12,7 +12,7 @@ from supjax.cli import main
     "values, field, words",
     [
         ({"widths": [8], "stepz": 10}, "stepz", "did you mean 'steps'"),
-        ({"n": "1000"}, "n", "positive integer"),
+        ({"n": "1000"}, "n", "an integer"),
         ({"n": 0}, "n", "positive integer"),
         ({"batch_size": -5}, "batch_size", "positive integer"),
         ({"widths": [8, 2000]}, "widths", "cannot exceed n = 1000"),

@@ -139,10 +139,10 @@ def test_the_baselines_paper_recipe_draws_the_same_law():
 def test_a_diverging_model_is_frozen_flagged_and_harms_no_neighbour(tiny_spec):
     from supjax import layout, sweep
 
-    healthy = sweep.train(layout.plan(tiny_spec))
+    healthy = sweep.train_in_memory(layout.plan(tiny_spec))
     the_layout = layout.plan(tiny_spec)
     the_layout.groups[1].hyper.lr_w[0, 0] = 1e30  # model 2: m = 8, gamma = -1
-    broken = sweep.train(the_layout)
+    broken = sweep.train_in_memory(the_layout)
     victim = int(the_layout.groups[1].model_index[0])
     assert broken.models[victim]["diverged_at"] >= 0
     assert np.isnan(broken.losses[victim, -1]) and np.isnan(broken.final_loss()[victim])

@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 from supjax import SweepSpec, analysis, data, layout, load_run, metrics, model, optim, plots, program, run_sweep, tms
 from supjax.config import ConfigError
@@ -46,7 +45,7 @@ def _grid(**changes) -> SweepSpec:
 
 def test_importances_lay_out_along_g_beside_the_weight_decays():
     spec = _grid(importances=["geometric:0.9", "relative:0.5"], seeds=(0, 1))
-    assert spec.num_models == 8 and spec.models_per_stream == 4
+    assert spec.num_models == 8 and layout.models_per_stream(spec) == 4
     rows = layout.model_table(spec)
     assert [r["importance"] for r in rows[:4]] == ["geometric:0.9"] * 2 + ["relative:0.5"] * 2
     the_layout = layout.plan(spec)
@@ -60,16 +59,16 @@ def test_importances_lay_out_along_g_beside_the_weight_decays():
 
 def test_uniform_importance_skips_the_multiply():
     uniform, weighted = layout.plan(_grid()), layout.plan(_grid(importances=["uniform", "relative:0.5"]))
-    assert not uniform.static.weighted and uniform.groups[0].hyper.importance is None
-    assert weighted.static.weighted and weighted.groups[0].hyper.importance.shape == (1, 4, 24)
+    assert uniform.groups[0].hyper.importance is None
+    assert weighted.groups[0].hyper.importance.shape == (1, 4, 24)
 
     def multiplies(the_layout):
         """Multiplications in the traced step of one model (shapes only, nothing runs)."""
-        init_one, step_one = program.make_step(the_layout.static)
+        one = program.make_step(the_layout.static)
         hyper = jax.tree.map(lambda a: a[0, 0], the_layout.groups[0].hyper)
-        state = jax.eval_shape(lambda key: init_one(key, hyper, 3), jax.random.key(0))
+        state = jax.eval_shape(lambda key: one.init(key, hyper, 3), jax.random.key(0))
         x = jax.ShapeDtypeStruct((the_layout.spec.batch_size, the_layout.spec.n), jnp.float32)
-        return str(jax.make_jaxpr(step_one)(state, hyper, x, 0)).count(" mul ")
+        return str(jax.make_jaxpr(one.step)(state, hyper, x, 0)).count(" mul ")
 
     assert multiplies(weighted) > multiplies(uniform)
 
@@ -175,7 +174,7 @@ def test_bias_weight_decay_is_torch_adamw_on_every_parameter():
 def test_tms_spec_holds_the_notebooks_settings():
     spec = tms.spec(n=5, widths=[2], distribution=tms.sparsity_distributions(tms.INTRO_DENSITIES))
     assert (spec.batch_size, spec.steps, spec.lr, spec.weight_decays) == (1024, 10_000, 1e-3, (0.01,))
-    assert (spec.warmup_steps, spec.final_lr_fraction, spec.value_max) == (0, 1.0, 1.0)
+    assert (spec.warmup_steps, spec.final_lr_fraction, spec.target_values) == (0, 1.0, (0.0, 1.0))
     assert spec.weight_init == "xavier_normal" and spec.bias_init == "zeros" and spec.bias_weight_decay
     np.testing.assert_allclose([tms.density(d) for d in spec.distributions], 20.0 ** -np.linspace(0, 1, 10))
     schedule = optim.warmup_cosine_schedule(spec.lr, spec.warmup_steps, spec.steps, spec.final_lr_fraction)
@@ -244,16 +243,45 @@ def test_the_pair_phase_diagram_has_tms_regions(phases):
 
 
 def test_the_tms_figures_are_drawn_from_a_run(pentagons, phases, tmp_path):
-    figures = {
-        "features_2d": plots.plot_features_2d(pentagons),
-        "gram_and_norms": plots.plot_gram_and_norms(pentagons),
-        "sticky": plots.plot_sticky(pentagons),
-        "phase": plots.plot_phase_diagram(phases),
-    }
-    for name, fig in figures.items():
-        assert isinstance(fig, Figure)
+    table = pentagons.table()
+    best = tms.best_of_seeds(table[table.m == 2])  # one importance, one weight decay: one model per sparsity
+    best = best.iloc[np.argsort([-tms.density(d) for d in best.distribution])]  # densest first, as the panels
+    weights = [pentagons.weights(int(i)) for i in best["index"]]  # (W [5, 2], b [5]) per sparsity
+
+    # features in 2-D: per sparsity, an arrow from the origin to each row W_i, and a dot at its tip
+    figures = {"features_2d": plots.plot_features_2d(pentagons)}
+    for ax, (W, _) in zip(figures["features_2d"].axes, weights, strict=True):
+        arrows, tips = ax.collections
+        np.testing.assert_allclose(np.stack(arrows.get_segments()), np.stack([np.zeros_like(W), W], axis=1))
+        np.testing.assert_allclose(tips.get_offsets(), W)
+
+    # per sparsity: bars of ||W_i||, and the image W W^T (TMS's W^T W) with the bias b after a blank column
+    figures["gram_and_norms"] = plots.plot_gram_and_norms(pentagons)
+    for k, (W, b) in enumerate(weights):
+        ax_norms, ax_gram = figures["gram_and_norms"].axes[2 * k : 2 * k + 2]
+        np.testing.assert_allclose([bar.get_height() for bar in ax_norms.patches], np.linalg.norm(W, axis=1))
+        image = ax_gram.get_images()[0].get_array()
+        assert image.shape == (5, 7), f"[n, n + 2]: {image.shape}"
+        np.testing.assert_allclose(image[:, :5], W @ W.T, rtol=1e-6)
+        assert image.mask[:, 5].all() and not image.mask[:, [0, 1, 2, 3, 4, 6]].any()
+        np.testing.assert_allclose(image[:, 6], b)
+
+    # dimensions per feature m / ||W||_F^2 against 1/(1 - S)
+    figures["sticky"] = plots.plot_sticky(pentagons)
+    (line,) = [line for line in figures["sticky"].axes[0].get_lines() if line.get_label() == r"$m / \|W\|_F^2$"]
+    np.testing.assert_allclose(line.get_xdata(), [1 / tms.density(d) for d in best.distribution])
+    np.testing.assert_allclose(line.get_ydata(), [2 / np.sum(W**2) for W, _ in weights], rtol=1e-6)
+
+    # the pair phase diagram: cell [importance r, density] is the state of its best seed (tms.phase_cells)
+    figures["phase"] = plots.plot_phase_diagram(phases)
+    states = tms.phase_cells(phases).pivot(index="relative_importance", columns="density", values="state")
+    codes = states.sort_index().sort_index(axis=1).map(tms.PAIR_STATES.index).to_numpy()
+    np.testing.assert_array_equal(figures["phase"].axes[0].collections[0].get_array(), codes)
+    assert list(plots.PHASE_COLOURS) == list(tms.PAIR_STATES)
+
+    for name, fig in figures.items():  # and each renders
         png, pdf = plots.save(fig, tmp_path / name)
-        assert png.stat().st_size > 10_000 and pdf.stat().st_size > 5_000
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
 
 
 # ---- the experiment -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Model variants (supjax.variants) and the program's switches: stream loop, precision, fused gradient."""
 
+import re
 import textwrap
 
 import numpy as np
@@ -67,10 +68,25 @@ def test_both_stream_loops_agree_and_compile_once(spec, tile, compile_log):
     np.testing.assert_allclose(runs["vmap"].final_loss(), runs["map"].final_loss(), rtol=1e-4)
 
 
-@pytest.mark.parametrize("precision", ["tensorfloat32", "bfloat16"])
-def test_reduced_precisions_run(spec, precision):
-    run = run_sweep(spec.replace(precision=precision, steps=200, warmup_steps=20))
-    assert np.all(np.isfinite(run.losses)) and np.all(run.losses[:, -1] < run.losses[:, 0])
+@pytest.mark.parametrize(
+    ("precision", "level"), [("float32", "HIGHEST"), ("tensorfloat32", "HIGH"), ("bfloat16", "DEFAULT")]
+)
+def test_every_product_of_the_step_carries_its_precision(spec, precision, level):
+    """XLA:CPU computes every level in float32, so the losses cannot tell: read the lowered program."""
+    import jax.numpy as jnp
+
+    from supjax import layout, program
+
+    the_layout = layout.plan(spec.replace(precision=precision, steps=20, warmup_steps=2))
+    hypers = tuple(g.hyper for g in the_layout.groups)
+    states = program.init_states(the_layout.static, tuple(g.init_keys for g in the_layout.groups), hypers)
+    lowered = program.train_chunk.lower(
+        the_layout.static, states, hypers, the_layout.streams, jnp.int32(0), num_windows=1
+    )
+    text = lowered.as_text()
+    dots = re.findall(r"stablehlo\.dot_general[^\n]*", text)
+    assert len(dots) >= 5, "h = x W, z = h W^T, dz W, x^T dh, dz^T h"
+    assert all(f"precision = [{level}, {level}]" in dot for dot in dots), dots
 
 
 @pytest.mark.parametrize(
@@ -159,3 +175,45 @@ def test_untied_runs_resume_bitwise_and_report_decoder_rows(spec, tmp_path):
     assert summary.encoder_decoder_alignment.between(-1, 1).all()
     # From independent inits, a small decay aligns the encoder and decoder rows of the features it keeps.
     assert summary[summary.weight_decay > 0].encoder_decoder_alignment.min() > 0.5
+
+
+def test_the_targets_the_config_declares_are_the_models_targets():
+    import dataclasses
+
+    from supjax import model
+
+    (target,) = [f for f in dataclasses.fields(SweepSpec) if f.name == "target"]
+    assert set(target.metadata["choices"]) == set(model.TARGETS)
+
+
+def test_an_untied_hidden_relu_computes_abs_of_signed_features():
+    """ARENA's computation in superposition: x_i ~ U(-1, 1) with probability p, target |x_i|. The
+    best output that ignores x costs Var(|x_i|) = p/3 - p^2/4 a feature. |x| = ReLU(x) + ReLU(-x)
+    needs two hidden units of opposite sign a feature and a decoder free of the encoder: the tied
+    hidden-ReLU model can give ReLU(w^2 x_i) at best, so it does worse."""
+    p = 0.05
+    spec = SweepSpec(
+        n=20,
+        batch_size=512,
+        widths=(20,),
+        weight_decays=(0.0,),
+        distribution=(f"constant:{p}",),
+        feature_values="uniform_-1_1",
+        target="abs",
+        model="untied_hidden_relu",
+        bias_init="zeros",
+        steps=3000,
+        warmup_steps=100,
+        lr=0.02,
+        progress=False,
+    )
+    untied = run_sweep(spec).final_loss()[0]
+    assert untied < 0.45 * spec.n * (p / 3 - p**2 / 4)
+    assert run_sweep(spec.replace(model="hidden_relu")).final_loss()[0] > 1.2 * untied
+
+
+def test_the_fused_gradient_follows_the_target(spec):
+    spec = spec.replace(feature_values="uniform_-1_1", target="abs", steps=100, warmup_steps=10)
+    fused, autodiff = run_sweep(spec), run_sweep(spec.replace(fused_gradient=False))
+    np.testing.assert_allclose(autodiff.losses[:, :5], fused.losses[:, :5], rtol=1e-5)
+    assert not np.allclose(fused.losses, run_sweep(spec.replace(target="identity")).losses, rtol=1e-2)
