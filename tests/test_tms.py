@@ -45,7 +45,7 @@ def _grid(**changes) -> SweepSpec:
 
 def test_importances_lay_out_along_g_beside_the_weight_decays():
     spec = _grid(importances=["geometric:0.9", "relative:0.5"], seeds=(0, 1))
-    assert spec.num_models == 8 and spec.models_per_stream == 4
+    assert spec.num_models == 8 and layout.models_per_stream(spec) == 4
     rows = layout.model_table(spec)
     assert [r["importance"] for r in rows[:4]] == ["geometric:0.9"] * 2 + ["relative:0.5"] * 2
     the_layout = layout.plan(spec)
@@ -59,16 +59,16 @@ def test_importances_lay_out_along_g_beside_the_weight_decays():
 
 def test_uniform_importance_skips_the_multiply():
     uniform, weighted = layout.plan(_grid()), layout.plan(_grid(importances=["uniform", "relative:0.5"]))
-    assert not uniform.static.weighted and uniform.groups[0].hyper.importance is None
-    assert weighted.static.weighted and weighted.groups[0].hyper.importance.shape == (1, 4, 24)
+    assert uniform.groups[0].hyper.importance is None
+    assert weighted.groups[0].hyper.importance.shape == (1, 4, 24)
 
     def multiplies(the_layout):
         """Multiplications in the traced step of one model (shapes only, nothing runs)."""
-        init_one, step_one = program.make_step(the_layout.static)
+        one = program.make_step(the_layout.static)
         hyper = jax.tree.map(lambda a: a[0, 0], the_layout.groups[0].hyper)
-        state = jax.eval_shape(lambda key: init_one(key, hyper, 3), jax.random.key(0))
+        state = jax.eval_shape(lambda key: one.init(key, hyper, 3), jax.random.key(0))
         x = jax.ShapeDtypeStruct((the_layout.spec.batch_size, the_layout.spec.n), jnp.float32)
-        return str(jax.make_jaxpr(step_one)(state, hyper, x, 0)).count(" mul ")
+        return str(jax.make_jaxpr(one.step)(state, hyper, x, 0)).count(" mul ")
 
     assert multiplies(weighted) > multiplies(uniform)
 
@@ -174,7 +174,7 @@ def test_bias_weight_decay_is_torch_adamw_on_every_parameter():
 def test_tms_spec_holds_the_notebooks_settings():
     spec = tms.spec(n=5, widths=[2], distribution=tms.sparsity_distributions(tms.INTRO_DENSITIES))
     assert (spec.batch_size, spec.steps, spec.lr, spec.weight_decays) == (1024, 10_000, 1e-3, (0.01,))
-    assert (spec.warmup_steps, spec.final_lr_fraction, spec.value_max) == (0, 1.0, 1.0)
+    assert (spec.warmup_steps, spec.final_lr_fraction, spec.target_values) == (0, 1.0, (0.0, 1.0))
     assert spec.weight_init == "xavier_normal" and spec.bias_init == "zeros" and spec.bias_weight_decay
     np.testing.assert_allclose([tms.density(d) for d in spec.distributions], 20.0 ** -np.linspace(0, 1, 10))
     schedule = optim.warmup_cosine_schedule(spec.lr, spec.warmup_steps, spec.steps, spec.final_lr_fraction)
