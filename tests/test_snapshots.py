@@ -1,16 +1,19 @@
 """Training dynamics: parameter snapshots, trajectory.csv, their figures, and runs as labelled arrays."""
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
-from supjax import ConfigError, SweepSpec, load_run, run_sweep, snapshots
+from supjax import ConfigError, SweepSpec, load_run, plots, run_sweep, snapshots
 from supjax.cli import main
 
 
@@ -95,20 +98,60 @@ def test_without_xarray_the_error_is_one_line(run_dir, monkeypatch):
         load_run(run_dir).to_xarray()
 
 
-def test_training_figures_are_drawn_when_a_run_has_snapshots(tmp_path):
+def test_training_figures_are_drawn_when_a_run_has_snapshots(tmp_path, monkeypatch):
     spec = SweepSpec(
         n=5, batch_size=256, widths=(2, 3), weight_decays=(-1.0, 0.3), distribution=("power:0.3",),
         steps=600, warmup_steps=30, snapshot_steps=6, progress=False,
     )  # fmt: skip
     run_sweep(spec, out=tmp_path / "run")
+    saved, savefig = {}, Figure.savefig
+
+    def recording(fig, fname, *args, **kwargs):  # {file stem: Figure} of every figure written to a file
+        if isinstance(fname, str | os.PathLike):
+            saved[Path(fname).stem] = fig
+        return savefig(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording)
     assert main(["plot", str(tmp_path / "run")]) == 0
     figures = tmp_path / "run" / "figures"
     for name in ("metrics_over_time.png", "model_exponent_over_time.png", "features_2d_over_training.gif"):
-        assert (figures / name).stat().st_size > 5_000, name
+        assert (figures / name).is_file(), name
+
+    # metrics over time: per panel, one line per model, its trajectory.csv column against step, coloured by gamma
+    # (drawn from the float32 table that trajectory.csv then records)
+    trajectory = pd.read_csv(tmp_path / "run" / "trajectory.csv")
+    trajectory["overlap_times_m"] = trajectory.mean_squared_overlap * trajectory.m
+    colours = plots.gamma_colours(trajectory.weight_decay)
+    panels = saved["metrics_over_time"].axes[:4]
+    for k, (_, rows) in enumerate(trajectory.groupby("index")):
+        rows = rows.sort_values("step")
+        columns = ("represented_fraction", "overlap_times_m", "etf_variance_ratio", "final_loss")
+        for ax, column in zip(panels, columns, strict=True):
+            line = ax.get_lines()[k]
+            np.testing.assert_array_equal(line.get_xdata(), rows.step)
+            np.testing.assert_allclose(line.get_ydata(), rows[column], rtol=1e-6, err_msg=column)
+            np.testing.assert_allclose(line.get_color(), colours.to_rgba(rows.weight_decay.iloc[0]))
+
+    # the model exponent over time: one error-bar line per weight decay, the pooled fit at every snapshot
+    exponents = pd.read_csv(tmp_path / "run" / "exponents_over_time.csv", dtype={"seed": str})
+    pooled = exponents[(exponents.seed == "all") & np.isfinite(exponents.model_exponent)]
+    bars = saved["model_exponent_over_time"].axes[0].containers
+    assert len(bars) == 2
+    for container, (_, rows) in zip(bars, pooled.groupby(["distribution", "weight_decay"]), strict=True):
+        rows = rows.sort_values("step")
+        np.testing.assert_array_equal(container.lines[0].get_xdata(), rows.step)
+        np.testing.assert_allclose(container.lines[0].get_ydata().astype(float), rows.model_exponent, rtol=1e-6)
+
+    # the animation: one frame per snapshot, each the snapshot's m = 2 rows, one panel per weight decay
+    steps = snapshots.snapshot_steps(tmp_path / "run")
+    frames, labels = plots.features_2d_snapshots(tmp_path / "run")
+    assert sorted(frames) == steps and len(labels) == 2
+    for step, W in frames.items():
+        np.testing.assert_array_equal(W, snapshots.load_snapshot(tmp_path / "run", step)[2]["W"])
     from PIL import Image
 
     with Image.open(figures / "features_2d_over_training.gif") as gif:
-        assert gif.n_frames == len(snapshots.snapshot_steps(tmp_path / "run"))
+        assert gif.n_frames == len(steps)
 
 
 def test_bad_snapshot_steps_are_config_errors():
