@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import math
 import warnings
 from collections.abc import Callable
@@ -47,11 +48,22 @@ PAPER_WEIGHT_DECAYS = tuple(-1.0 + 2.0 * i / 9 for i in range(10))
 PRECISIONS = ("float32", "tensorfloat32", "bfloat16")
 
 
-def setting(default: Any, role: str, doc: str, choices: tuple = ()) -> Any:
+def setting(default: Any, role: str, doc: str, choices: tuple | str = ()) -> Any:
     """A SweepSpec field: its default, its role (see the module docstring), one line of
-    documentation and, for a closed vocabulary, its choices (checked by :func:`validate`)."""
+    documentation and, for a closed vocabulary, its choices (checked by :func:`validate`): a
+    tuple, or ``"module:NAME"``, the table in the module that implements them (its keys), so
+    that a new choice is one entry there."""
     assert role in ROLES, role
     return dataclasses.field(default=default, metadata={"role": role, "doc": doc, "choices": choices})
+
+
+def choices_of(field: dataclasses.Field) -> tuple:
+    """The choices a field declares (looked up in their module where named so)."""
+    choices = field.metadata["choices"]
+    if isinstance(choices, str):
+        module, _, name = choices.partition(":")
+        return tuple(getattr(importlib.import_module(module), name))
+    return choices
 
 
 @dataclass(frozen=True)
@@ -93,16 +105,15 @@ class SweepSpec:
     final_lr_fraction: float = setting(0.05, STATIC, "the cosine decays to this fraction of the peak")
     shared_data: bool = setting(True, STATIC, "models of one distribution, density and seed read the same batches")
     loss: str = setting("mse", STATIC, "the objective", ("mse", "cross_entropy", "soft_cross_entropy"))
-    target: str = setting("identity", STATIC, "what the model reconstructs: x, or |x| (ARENA)", ("identity", "abs"))
+    target: str = setting("identity", STATIC, "what the model reconstructs: x, or |x| (ARENA)", "supjax.model:TARGETS")
     feature_values: str = setting(
-        "uniform_0_2", STATIC, "an active value's law: U(0, 2), TMS's U(0, 1), or U(-1, 1)",
-        ("uniform_0_2", "uniform_0_1", "uniform_-1_1"),
-    )  # fmt: skip
+        "uniform_0_2", STATIC, "an active value's law: U(0, 2), TMS's U(0, 1), or U(-1, 1)", "supjax.data:VALUE_RANGES"
+    )
     unit_values: bool = setting(False, STATIC, "every active feature has value 1")
     correlation_block: int = setting(1, STATIC, "features per correlated block")
     correlation: float = setting(0.0, TRACED, "within-block correlation rho of the Gaussian copula, in [0, 1)")
     exclusive_blocks: bool = setting(False, STATIC, "at most one active feature per block")
-    model: str = setting("tied", STATIC, "tied, untied, hidden_relu, linear or 'package.module:Class'")
+    model: str = setting("tied", STATIC, "a built-in model (supjax.variants), or 'package.module:Class'")
     weight_init: str = setting("normal", STATIC, "W ~ N(0, 1/m), or N(0, 2/(n + m))", ("normal", "xavier_normal"))
     bias_init: str = setting("normal", STATIC, "b ~ N(0, 1), or zeros", ("normal", "zeros"))
     bias_weight_decay: bool = setting(False, STATIC, "decay b with W's weight decay (torch's AdamW)")
@@ -254,7 +265,7 @@ def reference() -> list[dict[str, str]]:
             "type": str(f.type),
             "default": repr(configfile.plain(f.default)),
             "role": f.metadata["role"],
-            "choices": ", ".join(f.metadata["choices"]),
+            "choices": ", ".join(choices_of(f)),
             "doc": f.metadata["doc"],
         }
         for f in dataclasses.fields(SweepSpec)
@@ -272,8 +283,9 @@ def validate(spec: SweepSpec) -> SweepSpec:
     for f in dataclasses.fields(SweepSpec):
         value = getattr(spec, f.name)
         configfile.check_type(f.name, value, f.type)
-        if f.metadata["choices"] and value is not None and value not in f.metadata["choices"]:
-            raise ConfigError(f.name, value, f"use one of {', '.join(f.metadata['choices'])}")
+        choices = choices_of(f)
+        if choices and value is not None and value not in choices:
+            raise ConfigError(f.name, value, f"use one of {', '.join(choices)}")
     for fields, rule in RULES:
         for name in fields:
             problem = rule(spec, getattr(spec, name))

@@ -49,8 +49,9 @@ def test_over_time_gives_every_summary_metric_at_every_snapshot(run_dir):
     # Superposition forms: under growth the share of represented features rises from the init's.
     strong = trajectory[trajectory.weight_decay < 0].groupby("step").represented_fraction.mean()
     assert strong.iloc[-1] > strong.iloc[0]
+    # At the first snapshot the rows are still the init's random directions: m x overlap ~ 1.
     first = trajectory[trajectory.step == steps[0]]
-    assert not np.allclose(first.mean_squared_overlap, last.mean_squared_overlap)
+    np.testing.assert_allclose((first.mean_squared_overlap * first.m).mean(), 1.0, rtol=0.2)
     exponents = pd.read_csv(run_dir / "exponents_over_time.csv", dtype={"seed": str})
     assert sorted(exponents.step.unique()) == steps
     final = pd.read_csv(run_dir / "exponents.csv", dtype={"seed": str})
@@ -65,8 +66,10 @@ def test_a_snapshot_holds_the_weights_of_that_step(run_dir):
         np.testing.assert_array_equal(final[m]["W"], group["W"])
         np.testing.assert_array_equal(final[m]["index"], group["index"])
         assert np.all(final[m]["diverged_at"] == -1)
+    # The first snapshot is the init moved by a few small steps: rows of norm ~1 (W ~ N(0, 1/m)).
     early = snapshots.load_snapshot(run_dir, snapshots.snapshot_steps(run_dir)[0])
-    assert not np.allclose(early[4]["W"], final[4]["W"])
+    np.testing.assert_allclose(np.mean(np.sum(early[4]["W"] ** 2, axis=-1)), 1.0, rtol=0.15)
+    assert np.abs(early[4]["W"] - final[4]["W"]).max() > 0.1
 
 
 def test_the_run_as_labelled_arrays(run_dir):

@@ -31,7 +31,9 @@ def test_same_config_and_seed_give_identical_results(tiny_spec):
     for m in tiny_spec.widths:
         np.testing.assert_array_equal(first.params[m]["W"], second.params[m]["W"])
     other_seed = run_sweep(tiny_spec.replace(seeds=(1,)))
-    assert not np.array_equal(first.losses, other_seed.losses)
+    # Another seed: other numbers (every loss differs) from the same law (the final losses agree to 25%).
+    assert np.all(first.losses != other_seed.losses)
+    np.testing.assert_allclose(other_seed.final_loss(), first.final_loss(), rtol=0.25)
 
 
 def test_chunking_does_not_change_results(tiny_spec):
@@ -44,8 +46,10 @@ def test_shared_data_is_common_and_independent_data_is_not(tiny_spec):
     spec = tiny_spec.replace(weight_decays=(0.5,), widths=(4,), seeds=(0, 1))
     shared = run_sweep(spec)
     independent = run_sweep(spec.replace(shared_data=False))
-    # Same seed and init, so only the data stream differs between the two modes.
-    assert not np.allclose(shared.losses, independent.losses)
+    # Same seed and init, so only the data stream differs between the two modes: the first window
+    # (the same init on other batches) differs by sampling noise only, a few percent.
+    assert np.all(shared.losses[:, 0] != independent.losses[:, 0])
+    np.testing.assert_allclose(independent.losses[:, 0], shared.losses[:, 0], rtol=0.1)
     # Independent streams are fixed by each model's identity: adding a model leaves them alone.
     grown = run_sweep(spec.replace(shared_data=False, weight_decays=(0.5, -0.5)))
     kept = [r["index"] for r in grown.models if r["weight_decay"] == 0.5]
@@ -207,7 +211,10 @@ def test_correlated_features_are_a_sweep_option(tiny_spec):
     for options in ({"correlation_block": 4, "correlation": 0.5}, {"correlation_block": 4, "exclusive_blocks": True}):
         spec = tiny_spec.replace(**options)
         run = run_sweep(spec)
-        assert np.all(np.isfinite(run.losses)) and not np.allclose(run.losses, plain.losses)
+        # The marginals p_i are kept, so the first window (the same init) costs about the same;
+        # the joint law differs, so every number differs.
+        assert np.all(np.isfinite(run.losses)) and np.all(run.losses[:, 0] != plain.losses[:, 0])
+        np.testing.assert_allclose(run.losses[:, 0], plain.losses[:, 0], rtol=0.15)
         np.testing.assert_array_equal(run_sweep(spec).losses, run.losses)  # reproducible
 
 
