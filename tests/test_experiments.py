@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.figure import Figure
+
+from supjax.data import feature_probabilities
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -41,16 +46,97 @@ def smoke(tmp_path_factory):
     return root, figures, numbers
 
 
-def _check_figure(figures: Path, stem: str):
+SAVED: dict[Path, Figure] = {}  # every figure the scripts write in this module, by file
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _record_saved_figures():
+    """Fill SAVED while this module's tests run (``Figure.savefig`` wrapped), so that
+    :func:`_check_figure` reads the arrays of the figure a script wrote."""
+    savefig = Figure.savefig
+
+    def recording(fig, fname, *args, **kwargs):
+        if isinstance(fname, str | os.PathLike):
+            SAVED[Path(fname)] = fig
+        return savefig(fig, fname, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", recording)
+        yield
+    SAVED.clear()
+
+
+def _points(ax) -> np.ndarray:
+    """(x, y) of every point drawn with a marker on ``ax`` (fits and references are plain lines), sorted: [k, 2]."""
+    lines = [line for line in ax.get_lines() if line.get_marker() not in ("None", "", None)]
+    xy = np.concatenate([np.column_stack([np.asarray(line.get_xdata(), float), line.get_ydata()]) for line in lines])
+    return _sorted(xy)
+
+
+def _sorted(xy) -> np.ndarray:
+    xy = np.asarray(xy, float)
+    return xy[np.lexsort(xy.T[::-1])]
+
+
+def _mesh(ax) -> np.ndarray:
+    """The cell values of the phase panel on ``ax``: [alpha, gamma]."""
+    return np.asarray(next(c for c in ax.collections if hasattr(c, "get_coordinates")).get_array())
+
+
+def _check_figure(figures: Path, stem: str, source, exponents=None):
+    """``figures/stem`` was written as PNG and PDF, and the figure's arrays are the data it draws.
+
+    ``source`` is what the script drew from: the run's summary table (and for Fig. 4 its pooled
+    ``exponents``), or for the exp-10 comparison the table ``authors_exp10.main`` returns. Each
+    figure is checked on the panels that plot the table directly.
+    """
     png, pdf = figures / f"{stem}.png", figures / f"{stem}.pdf"
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert pdf.read_bytes()[:5] == b"%PDF-"
-    assert png.stat().st_size > 30_000, f"{png} looks empty"
-    assert pdf.stat().st_size > 10_000, f"{pdf} looks empty"
-    import matplotlib.image
-
-    height, width = matplotlib.image.imread(png).shape[:2]
-    assert width > 1000 and height > 500
+    axes = SAVED[png].axes
+    figure = stem.split("_")[0]
+    if figure == "exp10":  # per width: the authors' final loss (line) and supjax's mean over seeds (error bars)
+        widths = source["widths"]
+        authors = next(line for line in axes[1].get_lines() if line.get_label() == "authors' exp-10.py")
+        np.testing.assert_array_equal(authors.get_xdata(), widths)
+        np.testing.assert_allclose(authors.get_ydata(), [source["authors"][m]["final_loss"] for m in widths])
+        ours = axes[1].containers[0].lines[0]
+        np.testing.assert_allclose(
+            ours.get_ydata().astype(float), [source["supjax"][m]["final_loss"][0] for m in widths]
+        )
+        return
+    s = source
+    strongest, weakest = s.weight_decay.min(), s.weight_decay.max()
+    if figure == "fig1":  # (a), (b): every model's final loss against m, strongest and weakest gamma; (c) p_i
+        for ax, gamma in zip(axes[:2], (strongest, weakest), strict=True):
+            np.testing.assert_allclose(_points(ax), _sorted(s[s.weight_decay == gamma][["m", "final_loss"]]))
+        for line, label in zip(axes[2].get_lines(), sorted(s.distribution.unique()), strict=True):
+            np.testing.assert_allclose(line.get_ydata(), feature_probabilities(label, len(line.get_ydata())))
+    elif figure == "fig3":  # (a) phi_1/2 against gamma per width at alpha ~ 1; (b) phi_1/2 cells at the largest m
+        alphas = np.sort(s.alpha.unique())
+        part = s[s.alpha == alphas[np.argmin(np.abs(alphas - 1.0))]]
+        mean = part.groupby(["m", "weight_decay"]).represented_fraction.mean().reset_index()
+        np.testing.assert_allclose(_points(axes[0]), _sorted(mean[["weight_decay", "represented_fraction"]]))
+        cells = s[s.m == s.m.max()].pivot_table(index="alpha", columns="weight_decay", values="represented_fraction")
+        np.testing.assert_allclose(_mesh(axes[1]), cells.sort_index().to_numpy(), rtol=1e-12)
+    elif figure == "fig4":  # (a) R^2 against alpha per gamma; (b) alpha_m cells
+        np.testing.assert_allclose(_points(axes[0]), _sorted(exponents[["alpha", "r2"]]))
+        cells = exponents.pivot_table(index="alpha", columns="weight_decay", values="model_exponent")
+        np.testing.assert_allclose(_mesh(axes[1]), cells.sort_index().to_numpy(), rtol=1e-12)
+    elif figure == "fig5":  # (a) every weak model's loss against its unlearned loss, coloured by alpha
+        weak = s[(s.weight_decay > 0) & (s.unlearned_loss > 0) & np.isfinite(s.final_loss)]
+        points = axes[0].collections[0]
+        np.testing.assert_allclose(points.get_offsets(), weak[["unlearned_loss", "final_loss"]].to_numpy())
+        np.testing.assert_array_equal(points.get_array(), weak.alpha)
+    elif figure == "fig6":  # (b) phi_1 against m per alpha at the strongest growth, the mean over seeds
+        mean = s[s.weight_decay == strongest].groupby(["alpha", "m"]).strong_fraction.mean().reset_index()
+        np.testing.assert_allclose(_points(axes[1]), _sorted(mean[["m", "strong_fraction"]]))
+    elif figure == "fig7":  # (a) loss against E per width, (b) loss against m per E, strongest growth
+        strong = s[s.weight_decay == strongest]
+        np.testing.assert_allclose(_points(axes[0]), _sorted(strong[["expected_active", "final_loss"]]))
+        np.testing.assert_allclose(_points(axes[1]), _sorted(strong[["m", "final_loss"]]))
+    else:
+        raise AssertionError(f"no data check for {stem}")
 
 
 @pytest.mark.parametrize(
@@ -74,7 +160,7 @@ def test_smoke_run_trains_every_model_and_draws_its_figures(smoke, name, stems):
     fitted = exponents[exponents.seed.astype(str) == "all"]
     assert len(fitted) == groups and np.isfinite(fitted.model_exponent).all()
     for stem in stems:
-        _check_figure(figures, f"{stem}_smoke")
+        _check_figure(figures, f"{stem}_smoke", summary, fitted)
     assert not list(figures.glob("*_quick.*")) and not list(figures.glob("*_paper.*"))
     saved = json.loads((root / name / "numbers.json").read_text())
     assert saved, "numbers.json is empty"
@@ -164,8 +250,9 @@ def test_paper_cells_train_in_resumable_pieces_and_combine(tmp_path):
     assert (out / "alpha-1.0" / "seed-0" / "summary.csv").is_file() and not (out / "alpha-2.0").exists()
     assert not figures.exists()
     numbers = papercells.main(argv)  # the other pieces, then all of them together
+    pieces = pd.concat([pd.read_csv(p / "summary.csv") for p in sorted(out.glob("alpha-*/seed-*"))])
     for stem in ("fig3", "fig5", "fig6"):
-        _check_figure(figures, f"{stem}_papercells-smoke")
+        _check_figure(figures, f"{stem}_papercells-smoke", pieces)
     spread = numbers["model_exponent_per_seed"]
     assert set(spread) == {"1|-1", "1|0.111111", "2|-1", "2|0.111111"}
     assert all(count == 2 for _, _, count in spread.values())  # two seeds, one fit each
@@ -179,7 +266,7 @@ def test_paper_cells_train_in_resumable_pieces_and_combine(tmp_path):
             shutil.copy(piece / name, kept / piece.parent.name / piece.name / name)
     again = papercells.main(["--scale", "smoke", "--out", str(kept), "--figures", str(tmp_path / "again"), "--quiet"])
     assert json.dumps(again, sort_keys=True) == json.dumps(numbers, sort_keys=True)
-    _check_figure(tmp_path / "again", "fig6_papercells-smoke")
+    _check_figure(tmp_path / "again", "fig6_papercells-smoke", pieces)
     # --available reports the finished pieces only, and trains nothing.
     shutil.rmtree(kept / "alpha-2.0")
     interim = papercells.main(
@@ -217,5 +304,5 @@ def test_the_authors_run_is_compared_measure_by_measure(tmp_path):
             assert row[key] == pytest.approx(float(first[k][key][0]), rel=1e-6)
         assert row["overlap_all_times_m"] == pytest.approx(m * row["overlap_all"])
         assert set(table["supjax"][m]) == set(row) and table["supjax"][m]["phi_one"][1] >= 0
-    _check_figure(tmp_path, "exp10_vs_supjax_papercells")
+    _check_figure(tmp_path, "exp10_vs_supjax_papercells", table)
     assert json.loads((out / "alpha-1.0" / "exp10_comparison.json").read_text())["widths"] == [4, 6, 8]
