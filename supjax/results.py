@@ -19,6 +19,7 @@ This module imports nothing from the training side.
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
 import os
@@ -90,6 +91,42 @@ class Run:
         from supjax import labelled
 
         return labelled.to_xarray(self, self.path, steps)
+
+    def _repr_html_(self) -> str:
+        """The run at a glance in a notebook: the grid, where it lives, the final losses per width."""
+        spec, final = self.spec, self.final_loss()
+        seconds = self.info.get("seconds")
+        trained = f", trained in {seconds:.0f} s on {self.info.get('device', '?')}" if seconds else ""
+        where = f"<code>{html.escape(str(self.path))}</code>" if self.path else "in memory (no run directory)"
+        axes = [
+            (name, values)
+            for name, values in (
+                ("widths m", spec.widths),
+                ("weight decays", spec.weight_decays),
+                ("importances", spec.importance_labels),
+                ("distributions", spec.distributions),
+                ("activation densities", spec.activation_densities),
+                ("seeds", spec.seeds),
+            )
+            if len(values) > 1 or name == "widths m"
+        ]
+        diverged = sum(row.get("diverged_at", -1) >= 0 for row in self.models)
+        widths = np.array([row["m"] for row in self.models])
+        gammas = np.array([row["weight_decay"] for row in self.models])
+        columns = np.unique(gammas)
+        by_width = [
+            [f"m = {m}", *(_mean(final[(widths == m) & (gammas == gamma)]) for gamma in columns)]
+            for m in np.unique(widths)
+        ]
+        return (
+            f"<div><b>supjax.Run</b>: {len(self.models)} models, n = {spec.n}, {spec.steps} steps, "
+            f"model {html.escape(spec.model)}{html.escape(trained)}<br>run directory: {where}"
+            + (f"<br><b>{diverged} diverged</b>" if diverged else "")
+            + _html_table(["grid axis", "values"], [[k, ", ".join(map(str, v))] for k, v in axes])
+            + "final loss (n x MSE, mean of the last 100 steps; mean over the other axes):"
+            + _html_table(["", *(f"gamma = {gamma:g}" for gamma in columns)], by_width)
+            + "</div>"
+        )
 
     def table(self, step: int | None = None):
         """The model table as a pandas DataFrame, with ``final_loss`` (at ``step`` if given)."""
@@ -255,3 +292,16 @@ def _save_atomic(path: Path, write, mode: str = "wb") -> None:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` into ``path`` through a temporary file, so a reader never sees half of it."""
     _save_atomic(path, lambda f: f.write(text), mode="w")
+
+
+def _mean(values: np.ndarray) -> str:
+    """The mean of the finite ``values``, in four digits ("diverged" if none is finite)."""
+    finite = values[np.isfinite(values)]
+    return f"{finite.mean():.4g}" if len(finite) else "diverged"
+
+
+def _html_table(header: list[str], rows: list[list]) -> str:
+    """A small HTML table (cells escaped) for :meth:`Run._repr_html_`."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table style="margin: 0.3em 0"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
