@@ -1,0 +1,167 @@
+"""Where the SAEs of a sweep go: the SAE table, the [T, S] groups, the data streams, the input scales.
+
+SAEs are numbered architecture by architecture, then width, toy model, sparsity, dictionary ratio,
+learning rate, seed; a group (one architecture at one width) is a contiguous block of that table,
+laid out [T, S]: T toy models of the width by the S SAEs each gets. Random draws depend on values,
+never on positions: an SAE's initial weights on ``fold_in(key(seed), toy model index)`` and each
+step's data on ``(data_seed, step)`` only, so an SAE draws the same numbers alone and inside any grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from supjax import data
+from supjax.program import Streams
+from supjax.sae import architectures, program
+from supjax.sae.architectures import SaeHyper
+from supjax.sae.results import ToyModels
+from supjax.sae.spec import SaeSpec
+
+_DATA_TAG = 0x5AE  # the SAEs' bit stream is not the toy models' training stream
+
+
+@dataclass(frozen=True)
+class Group:
+    """One architecture at one width: its [T, S] SAE indices, initial keys and traced hyperparameters."""
+
+    shape: program.GroupShape
+    index: np.ndarray  # [T, S] rows of the SAE table
+    init_keys: np.ndarray  # [T, S, 2] key data
+    hyper: SaeHyper  # sparsity, lr: [T, S]; mask: [T, S, D]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A whole SAE sweep in one compiled program."""
+
+    spec: SaeSpec
+    toys: ToyModels
+    rows: list[dict]  # the SAE table (supjax.sae.results.SAE_COLUMNS)
+    static: program.Static
+    groups: tuple[Group, ...]
+    arrays: program.Toys  # host arrays
+
+    @property
+    def flops_per_step(self) -> float:
+        """Product work of one step of every SAE: 6 B D m (two forward products, four backward)."""
+        return sum(6.0 * self.spec.batch_size * self.static.dictionary * g.shape.m * g.index.size for g in self.groups)
+
+
+def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
+    """Lay the SAEs of ``spec`` on ``toys`` out as groups over shared data streams; computes each
+    toy model's input scale (one jitted pass) when ``normalise_inputs``."""
+    n = toys.n
+    sizes = {r: spec.dictionary_size(r, n) for r in spec.dictionary_ratios}
+    dictionary = max(sizes.values())
+    counts = set(spec.architectures) & {"topk", "batchtopk"}
+    k_max = architectures.k_bound(spec.ks, dictionary) if counts else 1
+    widths = tuple(dict.fromkeys(r["m"] for r in toys.rows))
+    static = _static(spec, toys, dictionary, k_max, widths)
+
+    keys = [(r["distribution"], r["activation_density"]) for r in toys.rows]
+    streams_of = list(dict.fromkeys(keys))
+    first = {s: r["index"] for s, r in reversed(list(zip(keys, toys.rows, strict=True)))}
+    tables = [_sampler_tables(toys.spec, toys.p[first[s]]) for s in streams_of]
+    streams = Streams(
+        keys=np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(spec.data_seed), _DATA_TAG)))[None],
+        seed_of=np.zeros(len(streams_of), np.int32),
+        tables={k: np.stack([t[k] for t in tables]) for k in tables[0]},
+        correlation=np.float32(toys.spec.correlation),
+    )
+    read = {r["index"]: streams_of.index(k) for r, k in zip(toys.rows, keys, strict=True)}
+    by_width = [[r for r in toys.rows if r["m"] == m] for m in widths]
+    W = tuple(np.stack([toys.W[r["index"]] for r in rows]).astype(np.float32) for rows in by_width)
+    reads = tuple(np.array([read[r["index"]] for r in rows], np.int32) for rows in by_width)
+    if spec.normalise_inputs:
+        scales = tuple(np.asarray(c) for c in program.input_scales(static, streams, W, reads))
+    else:
+        scales = tuple(np.ones(len(rows), np.float32) for rows in by_width)
+    rows_and_scales = zip(by_width, scales, strict=True)
+    scale = {r["index"]: float(c) for rows, cs in rows_and_scales for r, c in zip(rows, cs, strict=True)}
+    arrays = program.Toys(streams=streams, W=W, reads=reads, scale=scales)
+
+    rows, groups = [], []
+    for architecture in spec.architectures:
+        grid = [
+            (value, ratio, lr, seed)
+            for value in spec.sparsities(architecture)
+            for ratio in spec.dictionary_ratios
+            for lr in spec.lrs
+            for seed in spec.seeds
+        ]
+        for w, models in enumerate(by_width):
+            shape = (len(models), len(grid))
+            index = np.arange(len(rows), len(rows) + shape[0] * shape[1]).reshape(shape)
+            for model in models:
+                for value, ratio, lr, seed in grid:
+                    rows.append(
+                        {
+                            "sae": len(rows),
+                            "architecture": architecture,
+                            "model": model["index"],
+                            "sparsity": value,
+                            "dictionary_ratio": ratio,
+                            "dictionary_size": sizes[ratio],
+                            "lr": lr,
+                            "seed": seed,
+                            "input_scale": scale[model["index"]],
+                        }
+                    )
+            block = rows[index.min() :]
+            d = np.array([r["dictionary_size"] for r in block]).reshape(shape)
+            hyper = SaeHyper(
+                sparsity=np.array([r["sparsity"] for r in block], np.float32).reshape(shape),
+                lr=np.array([r["lr"] for r in block], np.float32).reshape(shape),
+                mask=(np.arange(dictionary) < d[..., None]).astype(np.float32),
+            )
+            seeds = jnp.array([r["seed"] for r in block], jnp.uint32)
+            models_of = jnp.array([r["model"] for r in block], jnp.uint32)
+            init = jax.vmap(lambda s, i: jax.random.key_data(jax.random.fold_in(jax.random.key(s), i)))
+            init_keys = np.asarray(init(seeds, models_of)).reshape(*shape, -1)
+            group_shape = program.GroupShape(architecture, models[0]["m"], shape, w)
+            groups.append(Group(group_shape, index, init_keys, hyper))
+    static = _static(spec, toys, dictionary, k_max, widths, tuple(g.shape for g in groups))
+    return Layout(spec, toys, rows, static, tuple(groups), arrays)
+
+
+def _static(spec: SaeSpec, toys: ToyModels, dictionary: int, k_max: int, widths: tuple, groups: tuple = ()):
+    toy = toys.spec
+    return program.Static(
+        n=toy.n,
+        feature_values=toy.feature_values,
+        unit_values=toy.unit_values,
+        correlation_block=toy.correlation_block,
+        exclusive_blocks=toy.exclusive_blocks,
+        loss=toy.loss,
+        batch_size=spec.batch_size,
+        steps=spec.steps,
+        log_every=spec.log_every,
+        warmup_steps=round(spec.sparsity_warmup_fraction * spec.steps),
+        decay_steps=round(spec.lr_decay_fraction * spec.steps),
+        dictionary=dictionary,
+        k_max=k_max,
+        bandwidth=spec.jumprelu_bandwidth,
+        initial_threshold=spec.jumprelu_threshold,
+        threshold_rate=spec.threshold_rate,
+        eval_batch_size=spec.eval_batch_size,
+        model_loop=spec.model_loop,
+        widths=widths,
+        groups=groups,
+    )
+
+
+def _sampler_tables(spec, p: np.ndarray) -> dict[str, np.ndarray]:
+    """The toy run's sampler tables of one distribution (as the sweep builds them)."""
+    low, high = data.VALUE_RANGES[spec.feature_values]
+    kind = data.sampler_kind(spec)
+    if kind == "independent":
+        thresholds, scales = data.sampler_tables(p, high - low)
+        return {"thresholds": thresholds, "scales": scales}
+    if spec.loss == "cross_entropy":  # one active feature per sample, drawn with probability p_i / sum p
+        return data.correlated_tables(p / p.sum(), "exclusive", spec.n, high - low)
+    return data.correlated_tables(p, kind, spec.correlation_block, high - low)

@@ -1,0 +1,265 @@
+"""The compiled program of an SAE sweep, on one screen: one SAE's step, vmapped over the SAEs of a
+toy model, mapped over the toy models of a width, scanned over steps (as :mod:`supjax.program`).
+
+Each step draws every data stream's batch x once (supjax's sampler, :func:`supjax.data.sample_streams`,
+one bit stream shared by every distribution), forms each toy model's hidden activation
+h = c x W (``[T, B, m]`` per width; c the model's input scale) once, and steps every group of
+SAEs on it: a group is one architecture at one width, laid out ``[T, S]`` (T toy models by S SAEs
+each). The S SAEs of a toy model read the same h (broadcast: the encoder product is one wide
+product). :class:`Static` sets shapes and code; :class:`~supjax.sae.architectures.SaeHyper`,
+:class:`State` and :class:`Toys` are traced arrays, so a new l1 coefficient, k, learning rate,
+dictionary ratio (a mask over the padded dictionary) or seed compiles nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from supjax import data
+from supjax.sae import architectures
+from supjax.sae.architectures import SaeHyper
+
+# fold_in values of the two batches that are not training steps (steps stay below 2^30).
+EVAL_STEP, SCALE_STEP = 2**31 - 1, 2**31 - 2
+
+
+class GroupShape(NamedTuple):
+    """One group: an architecture at width m, laid out [T, S]; ``width``: its position in ``Static.widths``."""
+
+    architecture: str
+    m: int
+    shape: tuple[int, int]
+    width: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+    """Everything that sets shapes or code: the compile cache key of :data:`train_chunk`."""
+
+    # the toy run's sampler (see supjax.data.sample_streams)
+    n: int
+    feature_values: str
+    unit_values: bool
+    correlation_block: int
+    exclusive_blocks: bool
+    loss: str
+    # the SAE sweep
+    batch_size: int
+    steps: int
+    log_every: int
+    warmup_steps: int  # of the penalty coefficient
+    decay_steps: int  # of the learning rate, at the end
+    dictionary: int  # D, the padded dictionary size
+    k_max: int
+    bandwidth: float
+    initial_threshold: float
+    threshold_rate: float
+    eval_batch_size: int
+    model_loop: str
+    widths: tuple[int, ...]
+    groups: tuple[GroupShape, ...]
+
+
+class State(NamedTuple):
+    params: Any  # pure dict (see supjax.sae.architectures); batched, every leaf gains [T, S]
+    opt_state: Any
+    buffers: Any  # running estimates that are not parameters (batchtopk's threshold)
+
+
+class Toys(NamedTuple):
+    """The toy models the SAEs read, per width: their rows, data streams and input scales."""
+
+    streams: Any  # supjax.program.Streams: keys [1, 2], seed_of [S], sampler tables [S, ...], correlation
+    W: tuple  # per width: [T_m, n, m]
+    reads: tuple  # per width: [T_m] the data stream of each toy model
+    scale: tuple  # per width: [T_m] the input scale c
+
+
+class OneSae(NamedTuple):
+    init: Any  # (key, hyper, m) -> State
+    step: Any  # (state, hyper, h, t) -> (state, {"mse", "l0"})
+
+
+def definition(static: Static, architecture: str) -> architectures.SaeDef:
+    return architectures.get(
+        architecture, static.k_max, static.bandwidth, static.initial_threshold, static.threshold_rate
+    )
+
+
+def make_step(static: Static, architecture: str) -> OneSae:
+    """ONE SAE: its :class:`~supjax.sae.architectures.SaeDef` and Adam (the lr decayed at the end)."""
+    sae = definition(static, architecture)
+
+    def optimizer(hyper: SaeHyper):
+        def schedule(count):
+            if not static.decay_steps:
+                return hyper.lr
+            return hyper.lr * jnp.minimum(1.0, (static.steps - count) / static.decay_steps)
+
+        clip = [optax.clip_by_global_norm(sae.clip_norm)] if sae.clip_norm else []
+        return optax.chain(*clip, optax.adam(schedule))
+
+    def init(key, hyper: SaeHyper, m: int) -> State:
+        params = sae.init(key, m, static.dictionary)
+        return State(params, optimizer(hyper).init(params), sae.init_buffers())
+
+    def step(state: State, hyper: SaeHyper, h, t):
+        if sae.penalty and static.warmup_steps:
+            hyper = hyper._replace(sparsity=hyper.sparsity * jnp.minimum(1.0, (t + 1.0) / static.warmup_steps))
+        (_, stats), grads = sae.loss_and_grad(state.params, h, hyper)
+        if sae.unit_norm_decoder:  # no gradient along a row: it would only change the norm
+            rows = _unit_rows(state.params["W_dec"])
+            grads = {**grads, "W_dec": grads["W_dec"] - jnp.sum(grads["W_dec"] * rows, -1, keepdims=True) * rows}
+        updates, opt_state = optimizer(hyper).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if sae.unit_norm_decoder:
+            params = {**params, "W_dec": _unit_rows(params["W_dec"])}
+        buffers = sae.update_buffers(state.buffers, stats)
+        return State(params, opt_state, buffers), {"mse": stats["mse"], "l0": stats["l0"]}
+
+    return OneSae(init, step)
+
+
+def _unit_rows(W):
+    return W / jnp.linalg.norm(W, axis=-1, keepdims=True)
+
+
+def hidden(x, toys: Toys, width: int):
+    """h = c x W of every toy model of one width: ``x: [S, B, n] -> [T, B, m]``."""
+    return jnp.einsum("tbn,tnm->tbm", x[toys.reads[width]], toys.W[width]) * toys.scale[width][:, None, None]
+
+
+class Program(NamedTuple):
+    init: Any  # (init_keys, hypers) -> one [T, S] State per group
+    train: Any  # (states, hypers, toys, first_step, num_windows) -> (states, logs)
+
+
+def make_train(static: Static) -> Program:
+    """Every group's [T, S] SAEs: the one-SAE step vmapped over S (h broadcast), mapped or vmapped
+    over the T toy models (``model_loop``), a ``scan`` over windows of ``log_every`` steps of a
+    ``scan`` over steps, the data drawn once a step for all of them."""
+    one = {a: make_step(static, a) for a in dict.fromkeys(g.architecture for g in static.groups)}
+
+    def step_group(group: GroupShape, states, hypers, h, t):
+        saes = jax.vmap(one[group.architecture].step, in_axes=(0, 0, None, None))
+        if static.model_loop == "vmap":
+            return jax.vmap(saes, in_axes=(0, 0, 0, None))(states, hypers, h, t)
+        return jax.lax.map(lambda row: saes(*row, t), (states, hypers, h))
+
+    def one_step(carry, t, hypers: tuple, toys: Toys):
+        states, totals = carry
+        x = data.sample_streams(static, toys.streams, t)  # [S, B, n]: every stream's batch, drawn once a step
+        h = [hidden(x, toys, w) for w in range(len(static.widths))]
+        out = [
+            step_group(g, state, hyper, h[g.width], t)
+            for g, state, hyper in zip(static.groups, states, hypers, strict=True)
+        ]
+        totals = tuple(jax.tree.map(jnp.add, total, stats) for total, (_, stats) in zip(totals, out, strict=True))
+        return (tuple(state for state, _ in out), totals), None
+
+    def train(states: tuple, hypers: tuple, toys: Toys, first_step, num_windows: int):
+        """``num_windows * log_every`` steps: (states, per group {"mse", "l0"}: [windows, T, S] window means)."""
+
+        def one_window(states, w):
+            zeros = tuple({"mse": jnp.zeros(g.shape), "l0": jnp.zeros(g.shape)} for g in static.groups)
+            steps = first_step + w * static.log_every + jnp.arange(static.log_every)
+            step = functools.partial(one_step, hypers=hypers, toys=toys)
+            (states, totals), _ = jax.lax.scan(step, (states, zeros), steps)
+            return states, tuple(jax.tree.map(lambda a: a / static.log_every, total) for total in totals)
+
+        return jax.lax.scan(one_window, states, jnp.arange(num_windows))
+
+    def init(init_keys: tuple, hypers: tuple) -> tuple:
+        groups = zip(static.groups, init_keys, hypers, strict=True)
+        return tuple(
+            jax.vmap(jax.vmap(functools.partial(one[g.architecture].init, m=g.m)))(jax.random.wrap_key_data(k), h)
+            for g, k, h in groups
+        )
+
+    return Program(init, train)
+
+
+@functools.partial(jax.jit, static_argnames="static")
+def sae_init_states(static: Static, init_keys: tuple, hypers: tuple) -> tuple:
+    """The initial state of every SAE: one [T, S] State per group."""
+    return make_train(static).init(init_keys, hypers)
+
+
+@functools.partial(jax.jit, static_argnames=("static", "num_windows"), donate_argnames="states")
+def sae_train_chunk(static: Static, states: tuple, hypers: tuple, toys: Toys, first_step, num_windows: int):
+    """Jitted ``train``, the states donated (updated in place)."""
+    return make_train(static).train(states, hypers, toys, first_step, num_windows)
+
+
+@functools.partial(jax.jit, static_argnames="static")
+def input_scales(static: Static, streams, W: tuple, reads: tuple) -> tuple:
+    """The input scale c = sqrt(m) / E||x W|| of every toy model (``W``, ``reads``: per width, as in
+    :class:`Toys`), over an evaluation-sized batch drawn at :data:`SCALE_STEP` (Anthropic's
+    normalisation E||h|| = sqrt(m)); 1 for a model whose h is always 0."""
+    x = data.sample_streams(dataclasses.replace(static, batch_size=static.eval_batch_size), streams, SCALE_STEP)
+    scales = []
+    for weights, read in zip(W, reads, strict=True):
+        norm = jnp.mean(jnp.linalg.norm(jnp.einsum("tbn,tnm->tbm", x[read], weights), axis=-1), axis=-1)
+        scales.append(jnp.where(norm > 0, jnp.sqrt(weights.shape[-1]) / jnp.where(norm > 0, norm, 1.0), 1.0))
+    return tuple(scales)
+
+
+# ---- evaluation: every SAE on one fresh batch, in one jitted pass -----------------------------------
+
+
+def make_evaluate(static: Static):
+    """``evaluate(states, hypers, toys) -> (per group measures, per width feature frequencies)``.
+
+    One batch of ``eval_batch_size`` samples drawn at :data:`EVAL_STEP` (never a training step).
+    Per SAE: ``squared_error`` and ``variance`` (sums over the batch of ||h - h_hat||^2 and
+    ||h - mean h||^2), ``l2_ratio`` (mean ||h_hat|| / ||h|| over samples with h != 0), ``l0``,
+    ``alive: [D]`` (latents active on some sample) and ``cosine: [n, D]``, |cos| between every
+    true feature direction W_i / ||W_i|| and every decoder row (-1 at padded latents, 0 for a
+    zero row W_i). Per toy model: ``frequency: [n]``, the share of samples where x_i != 0.
+    """
+    saes = {a: definition(static, a) for a in dict.fromkeys(g.architecture for g in static.groups)}
+
+    def measure(sae, state: State, hyper: SaeHyper, h, W_unit):
+        f = sae.encode(state.params, h, hyper, state.buffers)
+        h_hat = architectures.decode(state.params, f)
+        norm_in, norm_out = jnp.linalg.norm(h, axis=-1), jnp.linalg.norm(h_hat, axis=-1)
+        nonzero = norm_in > 0
+        decoder = _unit_rows(state.params["W_dec"])
+        cosine = jnp.where(hyper.mask > 0, jnp.abs(W_unit @ decoder.T), -1.0)
+        return {
+            "squared_error": jnp.sum((h - h_hat) ** 2),
+            "variance": jnp.sum((h - jnp.mean(h, axis=0)) ** 2),
+            "l2_ratio": jnp.sum(jnp.where(nonzero, norm_out / jnp.where(nonzero, norm_in, 1.0), 0.0))
+            / jnp.maximum(jnp.sum(nonzero), 1),
+            "l0": jnp.mean(jnp.sum(f > 0, axis=-1)),
+            "alive": jnp.any(f > 0, axis=0),
+            "cosine": cosine,
+        }
+
+    def evaluate(states: tuple, hypers: tuple, toys: Toys):
+        x = data.sample_streams(dataclasses.replace(static, batch_size=static.eval_batch_size), toys.streams, EVAL_STEP)
+        h = [hidden(x, toys, w) for w in range(len(static.widths))]
+        units = []
+        for W in toys.W:
+            norms = jnp.linalg.norm(W, axis=-1, keepdims=True)
+            units.append(jnp.where(norms > 1e-12, W / jnp.where(norms > 1e-12, norms, 1.0), 0.0))
+        measured = []
+        for g, state, hyper in zip(static.groups, states, hypers, strict=True):
+            one = jax.vmap(functools.partial(measure, saes[g.architecture]), in_axes=(0, 0, None, None))
+            measured.append(jax.lax.map(lambda row, one=one: one(*row), (state, hyper, h[g.width], units[g.width])))
+        frequency = tuple(jnp.mean(x[reads] != 0, axis=1) for reads in toys.reads)
+        return tuple(measured), frequency
+
+    return evaluate
+
+
+@functools.partial(jax.jit, static_argnames="static")
+def sae_evaluate(static: Static, states: tuple, hypers: tuple, toys: Toys):
+    """Jitted :func:`make_evaluate`."""
+    return make_evaluate(static)(states, hypers, toys)

@@ -1,0 +1,220 @@
+"""SAE run directories: what ``supjax sae`` writes and how to read it back.
+
+An SAE run directory holds
+
+* ``sae.toml``: the resolved :class:`~supjax.sae.spec.SaeSpec` (what marks it as an SAE run);
+* ``toy_config.toml``, ``toy_models.csv``, ``toy_weights.npz``: the toy models the SAEs read (the
+  toy run's config, the selected rows of its models.csv with their final loss, and each model's
+  W: [n, m] and feature frequencies p: [n]), so the directory stands alone;
+* ``saes.csv``: one row per SAE (architecture, toy model, sparsity, dictionary ratio and size, lr,
+  seed, the toy model's input scale);
+* ``checkpoints/STEP``: orbax checkpoints of every SAE's state; the last one (STEP = steps)
+  holds the final parameters;
+* ``losses.npy``, ``l0.npy``: ``[saes, steps // log_every]`` window means of ||h - h_hat||^2
+  (in the scaled units the SAE trains on) and of the active latents per sample;
+* ``run.json``: the toy run it came from, device, wall time;
+* ``sae_summary.csv``, ``sae_features.npz``: the evaluation (:mod:`supjax.sae.evaluate`).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from supjax.config import SweepSpec
+from supjax.errors import RunDirError
+from supjax.results import Run, to_toml, write_atomic
+from supjax.sae.spec import SaeSpec
+
+SAE_COLUMNS = (
+    "sae",
+    "architecture",
+    "model",
+    "sparsity",
+    "dictionary_ratio",
+    "dictionary_size",
+    "lr",
+    "seed",
+    "input_scale",
+)
+TOY_COLUMNS = (
+    "index",
+    "m",
+    "weight_decay",
+    "distribution",
+    "alpha",
+    "activation_density",
+    "expected_active",
+    "seed",
+    "importance",
+    "final_loss",
+)
+
+
+@dataclass
+class ToyModels:
+    """The toy models an SAE sweep reads: the toy run's spec, the selected rows of its model table
+    (in index order), and each one's ``W: [n, m]`` and ``p: [n]`` by model index."""
+
+    spec: SweepSpec
+    rows: list[dict]
+    W: dict[int, np.ndarray]
+    p: dict[int, np.ndarray]
+
+    @classmethod
+    def from_run(cls, run: Run, indices: list[int]) -> ToyModels:
+        table = run.table()
+        rows = []
+        for index in sorted(indices):
+            row = {k: run.models[index][k] for k in TOY_COLUMNS if k != "final_loss"}
+            rows.append({**row, "final_loss": float(table.final_loss.iloc[index])})
+        W = {r["index"]: np.asarray(run.weights(r["index"])[0], np.float32) for r in rows}
+        p = {r["index"]: np.asarray(run.feature_probabilities(r["index"]), np.float64) for r in rows}
+        return cls(run.spec, rows, W, p)
+
+    @property
+    def n(self) -> int:
+        return self.spec.n
+
+    def save(self, path: Path) -> None:
+        write_atomic(path / "toy_config.toml", to_toml(self.spec.to_dict()))
+        write_atomic(path / "toy_models.csv", pd.DataFrame(self.rows, columns=TOY_COLUMNS).to_csv(index=False))
+        arrays = {f"W_{i}": w for i, w in self.W.items()} | {f"p_{i}": p for i, p in self.p.items()}
+        tmp = path / "toy_weights.tmp.npz"
+        np.savez(tmp, **arrays)
+        tmp.replace(path / "toy_weights.npz")
+
+    @classmethod
+    def load(cls, path: Path) -> ToyModels:
+        spec = SweepSpec.from_toml(path / "toy_config.toml")
+        frame = pd.read_csv(path / "toy_models.csv", keep_default_na=False, na_values=["", "nan", "NaN"])
+        rows = []
+        for record in frame.to_dict("records"):
+            row = {k: record[k] for k in TOY_COLUMNS}
+            row["index"], row["m"], row["seed"] = int(row["index"]), int(row["m"]), int(row["seed"])
+            rows.append(row)
+        with np.load(path / "toy_weights.npz") as z:
+            W = {r["index"]: z[f"W_{r['index']}"] for r in rows}
+            p = {r["index"]: z[f"p_{r['index']}"] for r in rows}
+        return cls(spec, rows, W, p)
+
+    def same_as(self, other: ToyModels) -> bool:
+        """The same models with the same weights and frequencies (a resume must read what it started on)."""
+        return (
+            [r["index"] for r in self.rows] == [r["index"] for r in other.rows]
+            and self.spec.n == other.spec.n
+            and all(np.array_equal(self.W[i], other.W[i]) for i in self.W)
+            and all(np.array_equal(self.p[i], other.p[i]) for i in self.p)
+        )
+
+
+@dataclass
+class SaeRun:
+    """A finished SAE sweep: the spec, the toy models, one row per SAE, curves and final states."""
+
+    spec: SaeSpec
+    toys: ToyModels
+    saes: list[dict]  # the SAE table (SAE_COLUMNS), in SAE order
+    losses: np.ndarray  # [saes, logs] ||h - h_hat||^2, window means
+    l0: np.ndarray  # [saes, logs] active latents per sample, window means
+    states: tuple  # per group: {"params": {...: [T, S, ...]}, "buffers": {...}} (host arrays)
+    index: tuple  # per group: [T, S] SAE indices
+    info: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    def params(self, sae: int) -> dict[str, np.ndarray]:
+        """The parameters of SAE ``sae``, trimmed to its own d latents: ``W_enc: [m, d]``,
+        ``b_enc: [d]``, ``W_dec: [d, m]`` (row j: latent j's direction), ``b_dec: [m]``, and
+        ``log_threshold: [d]`` (jumprelu), ``threshold`` (batchtopk's evaluation threshold)."""
+        for state, index in zip(self.states, self.index, strict=True):
+            where = np.argwhere(np.asarray(index) == sae)
+            if len(where):
+                t, s = where[0]
+                d = self.saes[sae]["dictionary_size"]
+                out = {}
+                for name, value in state["params"].items():
+                    value = np.asarray(value)[t, s]
+                    out[name] = value[..., :d] if name in ("W_enc", "b_enc", "log_threshold") else value
+                out["W_dec"] = out["W_dec"][:d]
+                for name, value in state["buffers"].items():
+                    out[name] = np.asarray(value)[t, s]
+                return out
+        raise IndexError(f"no SAE {sae}; the run has {len(self.saes)}")
+
+    def table(self) -> pd.DataFrame:
+        """The SAE table with the last logged window's ``final_mse`` and ``final_l0``."""
+        frame = pd.DataFrame(self.saes, columns=SAE_COLUMNS)
+        frame["final_mse"] = self.losses[:, -1]
+        frame["final_l0"] = self.l0[:, -1]
+        return frame
+
+    def evaluate(self, write: bool = True) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """Every SAE against the ground truth (:func:`supjax.sae.evaluate.evaluate`); written into
+        the run directory as ``sae_summary.csv`` and ``sae_features.npz`` when it has one."""
+        from supjax.sae import evaluate
+
+        summary, features = evaluate.evaluate(self)
+        if write and self.path is not None:
+            evaluate.save(self.path, summary, features)
+        return summary, features
+
+
+def spec_toml(spec: SaeSpec) -> str:
+    """``sae.toml``: the spec's flat keys, then the selection as a ``[select]`` table."""
+    values = spec.to_dict()
+    selection = values.pop("select")
+    text = to_toml(values)
+    if selection:
+        text += "\n[select]\n" + to_toml(selection)
+    return text
+
+
+def is_sae_run(path: str | Path) -> bool:
+    """Whether ``path`` is an SAE run directory (it holds ``sae.toml``)."""
+    return (Path(path) / "sae.toml").is_file()
+
+
+def write_saes(path: Path, rows: list[dict]) -> None:
+    write_atomic(path / "saes.csv", pd.DataFrame(rows, columns=SAE_COLUMNS).to_csv(index=False))
+
+
+def read_saes(path: Path) -> list[dict]:
+    frame = pd.read_csv(path / "saes.csv")
+    return [
+        {**row, "sae": int(row["sae"]), "model": int(row["model"]), "dictionary_size": int(row["dictionary_size"]),
+         "seed": int(row["seed"])}
+        for row in frame.to_dict("records")
+    ]  # fmt: skip
+
+
+def load_sae_run(path: str | Path) -> SaeRun:
+    """Read a finished SAE run directory written by ``supjax sae`` or :func:`supjax.sae.run_sae`."""
+    from supjax import checkpoint
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(path, "does not exist; pass an SAE run directory written by `supjax sae`")
+    for name in ("sae.toml", "toy_config.toml", "toy_models.csv", "toy_weights.npz", "saes.csv", "losses.npy"):
+        if not (path / name).is_file():
+            raise RunDirError(path, f"has no {name}; pass a finished SAE run written by `supjax sae`")
+    spec = SaeSpec.from_toml(path / "sae.toml")
+    try:
+        toys = ToyModels.load(path)
+        saes = read_saes(path)
+        losses, l0 = np.load(path / "losses.npy"), np.load(path / "l0.npy")
+        info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as err:
+        raise RunDirError(path, f"has a damaged file ({err}); train it again with --resume") from None
+    if losses.shape != (len(saes), spec.steps // spec.log_every):
+        raise RunDirError(path, "its tables do not match its sae.toml; train it again with --resume")
+    directory = path / "checkpoints"
+    if not (directory / str(spec.steps)).is_dir():
+        raise RunDirError(path, "is not finished; continue it with `supjax sae RUN --config ... --out DIR --resume`")
+    saved = checkpoint.restore(directory, spec.steps)
+    states = tuple({"params": g["params"], "buffers": g["buffers"]} for g in saved["states"])
+    return SaeRun(spec, toys, saes, losses, l0, states, tuple(saved["index"]), info, path)

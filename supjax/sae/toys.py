@@ -1,0 +1,78 @@
+"""Toy "models" built from weight matrices: SAEs on any W whose feature distribution you name.
+
+:func:`weights_run` wraps matrices ``W: [n, m]`` as an in-memory :class:`supjax.results.Run`, so
+:func:`supjax.sae.run_sae` can train SAEs on a frame you built (an orthonormal basis, an ETF, a
+random packing) as it does on trained toy models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from supjax import data
+from supjax.config import SweepSpec
+from supjax.results import Run
+
+
+def weights_run(
+    W,
+    distribution: str = "power:1.0",
+    weight_decays=None,
+    feature_values: str = "uniform_0_2",
+    activation_density: float = 0.0,
+) -> Run:
+    """A Run whose models are the matrices ``W: [k, n, m]`` (or one ``[n, m]``), their features
+    drawn from ``distribution`` (a SweepSpec distribution label) with ``feature_values``.
+
+    Model i has seed i and weight decay ``weight_decays[i]`` (default 0: a label only, used by the
+    SAE tables' ``regime``). Example:
+
+        >>> import numpy as np
+        >>> run = weights_run(np.eye(16), distribution="constant:0.0625")  # 16 orthonormal features
+    """
+    W = np.asarray(W, np.float32)
+    W = W[None] if W.ndim == 2 else W
+    count, n, _ = W.shape
+    gammas = [0.0] * count if weight_decays is None else [float(g) for g in weight_decays]
+    label = data.canonical_label(distribution)
+    family, arg = data.parse_distribution(label)
+    spec = SweepSpec(
+        n=n,
+        widths=tuple(sorted({int(w.shape[1]) for w in W})),
+        weight_decays=tuple(dict.fromkeys(gammas)),
+        distribution=(label,),
+        activation_densities=(activation_density,),
+        seeds=tuple(range(count)),
+        feature_values=feature_values,
+        steps=1,
+        warmup_steps=0,
+        log_every=1,
+        progress=False,
+    )
+    p = spec.probabilities(label, activation_density)
+    models, params = [], {}
+    for i, (w, gamma) in enumerate(zip(W, gammas, strict=True)):
+        m = int(w.shape[1])
+        models.append(
+            {
+                "index": i,
+                "m": m,
+                "weight_decay": gamma,
+                "distribution": label,
+                "alpha": arg if family == "power" else float("nan"),
+                "activation_density": activation_density,
+                "expected_active": float(p.sum()),
+                "seed": i,
+                "importance": "uniform",
+                "lr_w": spec.lr,
+                "lr_b": spec.lr,
+                "diverged_at": -1,
+            }
+        )
+        group = params.setdefault(m, {"W": [], "b": [], "index": []})
+        group["W"].append(w)
+        group["b"].append(np.zeros(n, np.float32))
+        group["index"].append(i)
+    params = {m: {k: np.stack(v) if k != "index" else np.array(v) for k, v in g.items()} for m, g in params.items()}
+    losses = np.zeros((count, 1), np.float32)
+    return Run(spec, models, losses, params, dict(spec.feature_probabilities), {"source": "weights_run"})
