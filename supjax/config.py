@@ -335,8 +335,10 @@ def _snapshots(spec, v):
 
 
 def _max_models(spec, v):
-    need = len(spec.weight_decays) * len(spec.importance_labels)
-    if v is not None and spec.shared_data and v < need:
+    if v is None or not spec.shared_data:
+        return None
+    need = len(spec.weight_decays) * len(spec.importances if spec.importance is None else (spec.importance,))
+    if v < need:
         return (
             f"models sharing a data stream train together: allow at least {need}"
             " (one per weight decay and importance) or set shared_data = false"

@@ -117,7 +117,7 @@ def test_the_tables_carry_each_models_importance_and_old_runs_still_load(tmp_pat
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
-        ({"importance": "power:1", "importances": ["uniform"]}, "importance", "not both"),
+        ({"importance": "power:1", "importances": ["uniform", "relative:0.5"]}, "importance", "not both"),
         ({"importances": ["relative:0.5", "relative:.5"]}, "importances", "duplicates"),
         ({"importances": ["zipf"]}, "importances", "unknown family"),
         ({"importances": ["uniform", "power:1"], "loss": "cross_entropy"}, "importances", "mse"),
