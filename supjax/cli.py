@@ -340,12 +340,12 @@ def _llm_tokens(args) -> int:
 LLM_COMMANDS = {"llm": _llm, "llm-fit": _llm_fit, "llm-tokens": _llm_tokens}
 
 
-def _plain(value):
+def _json_safe(value):
     """JSON-safe: nan and inf become null, numpy scalars plain numbers."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -356,7 +356,7 @@ def _plain(value):
 def _print_report(report: dict, as_json: bool, title: str) -> None:
     """One JSON object, or ``title`` and one aligned line per key; ``KEY_ci`` joins KEY's line."""
     if as_json:
-        print(json.dumps(_plain(report)))
+        print(json.dumps(_json_safe(report)))
         return
     print(title)
     keys = [k for k in report if not (k.endswith("_ci") and k.removesuffix("_ci") in report)]

@@ -178,11 +178,11 @@ class GroupedFit:
 
     def predict(self, m, group) -> np.ndarray:
         """The fitted loss at widths ``m`` in groups ``group`` (labels as in the fit)."""
-        offsets = np.array([self.offsets[_plain(g)] for g in np.asarray(group).ravel()])
+        offsets = np.array([self.offsets[_python_label(g)] for g in np.asarray(group).ravel()])
         return self.amplitude * np.asarray(m, np.float64).ravel() ** -self.exponent + offsets
 
 
-def _plain(label):
+def _python_label(label):
     """numpy scalars as Python values, so offsets are keyed by ``'c4'`` and ``3``, not ``np.str_``."""
     return label.item() if isinstance(label, np.generic) else label
 
@@ -247,7 +247,7 @@ def grouped_power_law_fit(
     n_params = 2 + n_groups
     nan = float("nan")
     if n_points < n_params or np.unique(m).size < 3:
-        nothing = {_plain(g): nan for g in labels}
+        nothing = {_python_label(g): nan for g in labels}
         return GroupedFit(nan, nan, nan, nothing, dict(nothing), nan, nan, n_points, False)
 
     log_m = np.log(m) - np.mean(np.log(m))
@@ -296,8 +296,8 @@ def grouped_power_law_fit(
         exponent=exponent,
         stderr=float(errors[1]),
         amplitude=float(params[0] * np.exp(np.mean(np.log(m)) * exponent)),
-        offsets={_plain(g): float(b) for g, b in zip(labels, params[2:], strict=True)},
-        offset_stderr={_plain(g): float(e) for g, e in zip(labels, errors[2:], strict=True)},
+        offsets={_python_label(g): float(b) for g, b in zip(labels, params[2:], strict=True)},
+        offset_stderr={_python_label(g): float(e) for g, e in zip(labels, errors[2:], strict=True)},
         r2=1.0 - rss / total if total > 0 else nan,
         rss=float(rss),
         n_points=n_points,
