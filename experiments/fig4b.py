@@ -92,6 +92,7 @@ def main(argv=None):
             train_piece(piece, piece_dir(args.out, alpha, seed, gammas), args)
             print(f"{NAME}: piece alpha {alpha}, seed {seed}, {gammas} gammas done", flush=True)
     print(f"{NAME}: {len(pieces)} pieces in {time.perf_counter() - started:.0f} s")
+    return None
 
 
 # ---- the analysis: every finished cell (these pieces and papercells') against the paper's ----------

@@ -306,3 +306,29 @@ def test_the_authors_run_is_compared_measure_by_measure(tmp_path):
         assert set(table["supjax"][m]) == set(row) and table["supjax"][m]["phi_one"][1] >= 0
     _check_figure(tmp_path, "exp10_vs_supjax_papercells", table)
     assert json.loads((out / "alpha-1.0" / "exp10_comparison.json").read_text())["widths"] == [4, 6, 8]
+
+
+@pytest.mark.slow
+def test_fig4b_pieces_train_resumably_and_compare_cell_by_cell_with_the_papers_heatmap(tmp_path):
+    import pandas as pd
+
+    fig4b = _script("fig4b")
+    out, figures = tmp_path / "cells", tmp_path / "figures"
+    argv = ["--scale", "smoke", "--out", str(out), "--figures", str(figures), "--quiet"]
+    fig4b.main([*argv, "--alpha", "2.0", "--seed", "0", "--gammas", "strong"])  # one piece of three gammas
+    pieces = sorted(p.relative_to(out).as_posix() for p in out.glob("alpha-*/seed-*/*") if p.is_dir())
+    assert pieces == ["alpha-2.0/seed-0/strong"]
+    numbers = fig4b.main([*argv, "--available"])
+    cells = pd.DataFrame(numbers["cells"])
+    assert sorted(cells.weight_decay.round(4)) == sorted(round(g, 4) for g in fig4b.GAMMA_SETS["strong"])
+    paper = pd.read_csv(fig4b.PAPER_CELLS)
+    for cell in cells.itertuples():  # the paper's column is its cell at the same (gamma, alpha)
+        same = paper[(paper.alpha == cell.alpha) & np.isclose(paper.weight_decay, cell.weight_decay, atol=1e-3)]
+        assert cell.paper == pytest.approx(float(same.model_exponent.iloc[0]))
+    per_seed = pd.DataFrame(numbers["per_seed"])
+    summary = pd.read_csv(out / "alpha-2.0/seed-0/strong/summary.csv")
+    models = summary[summary.weight_decay == fig4b.GAMMA_SETS["strong"][0]]
+    law = np.polyfit(np.log(models.m), np.log(models.final_loss), 1)[0]
+    first = per_seed[np.isclose(per_seed.weight_decay, fig4b.GAMMA_SETS["strong"][0])]
+    assert float(first.exponent.iloc[0]) == pytest.approx(-law, rel=1e-9)  # the paper's fit: OLS in log-log
+    assert {p.name for p in figures.iterdir()} >= {f"{f}_paper_settings.png" for f in ("fig4b", "fig6e", "fig5b")}
