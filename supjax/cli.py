@@ -69,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--out", help="also write the JSON to DIR/DATE-DEVICE-WORKLOAD-PRECISION.json")
 
     _add_llm_commands(commands)
+    _add_sae_command(commands)
 
     args = parser.parse_args(argv)
     try:
         if args.command in LLM_COMMANDS:
             return LLM_COMMANDS[args.command](args)
+        if args.command == "sae":
+            return _sae(args)
         if args.command == "sweep":
             spec = SweepSpec.from_toml(args.config, args.set)
             _initialize_distributed(args)
@@ -175,6 +178,10 @@ def _bench(args) -> int:
 
 def _analyze(path: str, over_time: bool = False) -> int:
     from supjax import analysis
+    from supjax.sae.results import is_sae_run
+
+    if is_sae_run(path):
+        return _analyze_sae(path)
 
     summary, exponents = analysis.analyze(path)
     _print_exponents(exponents)
@@ -198,6 +205,10 @@ def _print_exponents(exponents) -> None:
 
 def _plot(path: str, out: str | None) -> int:
     from supjax import analysis, plots
+    from supjax.sae.results import is_sae_run
+
+    if is_sae_run(path):
+        return _plot_sae(path, out)
 
     if not (Path(path) / "summary.csv").is_file():
         analysis.analyze(path)
@@ -373,6 +384,63 @@ def _print_report(report: dict, as_json: bool, title: str) -> None:
             low, high = report[f"{key}_ci"]
             text += f"  [{low:.4g}, {high:.4g}]"
         print(f"  {key:<{width}} {text}")
+
+
+# ---- sae: sparse autoencoders on a run's hidden activations (supjax.sae) ---------------------------------
+
+
+def _add_sae_command(commands) -> None:
+    sae = commands.add_parser("sae", help="train sparse autoencoders on every model of a run (or a selection)")
+    sae.add_argument("run", help="toy-model run directory (written by supjax sweep)")
+    sae.add_argument("--config", required=True, help="TOML file with SaeSpec keys")
+    sae.add_argument("--out", required=True, help="SAE run directory to create")
+    sae.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    sae.add_argument("--resume", action="store_true", help="continue the interrupted SAE run in --out")
+    sae.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _sae(args) -> int:
+    from supjax import sae
+
+    spec = sae.SaeSpec.from_toml(args.config, args.set)
+    if args.quiet:
+        spec = spec.replace(progress=False)
+    run = sae.run_sae(args.run, spec, out=args.out, resume=args.resume)
+    summary, _ = sae.load_tables(args.out)
+    print(
+        f"supjax: trained {len(run.saes)} SAEs on {len(run.toys.rows)} toy models x {spec.steps} steps "
+        f"in {run.info['seconds']:.1f} s; wrote {args.out}"
+    )
+    _print_sae_summary(summary)
+    return 0
+
+
+def _analyze_sae(path: str) -> int:
+    from supjax import sae
+
+    summary, _ = sae.load_sae_run(path).evaluate(write=True)
+    _print_sae_summary(summary)
+    print(f"wrote {Path(path) / 'sae_summary.csv'} ({len(summary)} SAEs) and {Path(path) / 'sae_features.npz'}")
+    return 0
+
+
+def _print_sae_summary(summary) -> None:
+    columns = ["sae_l0", "fvu", "dead_fraction", "mcc", "mcc_represented", "recovered_fraction"]
+    keys = ["architecture", "regime"] if summary["regime"].fillna("").astype(bool).any() else ["architecture"]
+    means = summary.groupby(keys, sort=False)[columns].mean()
+    print(means.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+def _plot_sae(path: str, out: str | None) -> int:
+    from supjax import plots, sae
+
+    if not (Path(path) / "sae_summary.csv").is_file():
+        sae.load_sae_run(path).evaluate(write=True)
+    summary, features = sae.load_tables(path)
+    folder = Path(out) if out else Path(path) / "figures"
+    written = plots.write_sae_figures(summary, features, folder)
+    print(f"wrote {len(written)} files to {folder}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,15 @@ from supjax.plots.paper import (
     plot_row_norms,
 )
 from supjax.plots.run import plot_run
+from supjax.plots.sae import (
+    ARCHITECTURE_COLOURS,
+    at_fixed_l0,
+    plot_feature_recovery,
+    plot_l0_fvu_frontier,
+    plot_sae_phase_diagram,
+    sae_figures,
+    write_sae_figures,
+)
 from supjax.plots.style import GAMMA_CMAP, STYLE, gamma_colours, save, width_axis
 from supjax.plots.tms import (
     PHASE_COLOURS,
@@ -45,20 +54,24 @@ from supjax.plots.training import (
 )
 
 __all__ = [
+    "ARCHITECTURE_COLOURS",
     "GAMMA_CMAP",
     "MAX_PANELS",
     "PHASE_COLOURS",
     "STYLE",
     "SUPERPOSITION_CMAP",
     "animate_features_2d",
+    "at_fixed_l0",
     "cell_edges",
     "features_2d_snapshots",
     "gamma_colours",
     "phase_panel",
     "phase_table",
     "plot_exponent_over_time",
+    "plot_feature_recovery",
     "plot_features_2d",
     "plot_gram_and_norms",
+    "plot_l0_fvu_frontier",
     "plot_loss_vs_unlearned",
     "plot_loss_vs_width",
     "plot_metrics_over_time",
@@ -69,8 +82,11 @@ __all__ = [
     "plot_represented_fraction",
     "plot_row_norms",
     "plot_run",
+    "plot_sae_phase_diagram",
     "plot_sticky",
+    "sae_figures",
     "save",
     "sparsity_models",
     "width_axis",
+    "write_sae_figures",
 ]

@@ -29,10 +29,12 @@ rows renormalised after it (Gao et al. 2024, sec. 2.2 and appendix A.4; Bricken 
 The reconstruction error is the squared error summed over the m dimensions, averaged over the
 batch (a mean over dimensions is the same up to the constant m, which Adam does not see).
 
-TopK's k is a traced per-SAE value: ``lax.top_k`` runs with a static ``k_max`` (the sweep's
-largest k, rounded up to a power of two) and the k-th of those values is the threshold. A full
-sort, the other way to a traced k, measured 300 ms for a [1024, 600] batch on the 2-core CPU,
-against 9 ms for ``top_k`` with k = 8.
+TopK's k is a traced per-SAE value: the threshold is each sample's k-th largest pre-activation,
+found by ``k_max`` passes that each take out the row maximum (:func:`kth_largest`; ``k_max`` static,
+the sweep's largest k rounded up to a power of two). A full sort, the textbook way to a traced k,
+measured 300 ms for a [1024, 600] batch on the 2-core CPU, ``lax.top_k`` with k = 8 about 9 ms, the
+passes well under 1 ms. BatchTopK's k B largest of a whole batch come from a bisection over the
+float bits (:func:`largest_of_all`), exact and 9 times faster than ``lax.top_k`` on the CPU.
 """
 
 from __future__ import annotations
@@ -164,6 +166,22 @@ def _as_count(sparsity) -> jax.Array:
     return jnp.round(sparsity).astype(jnp.int32)
 
 
+def kth_largest(z: jax.Array, k, k_max: int) -> jax.Array:
+    """The k-th largest entry of every row of ``z: [B, D]`` (``[B]``) for a traced ``k <= k_max``:
+    ``k_max`` passes that each take out the row maximum. On the CPU this is 20 to 100 times faster
+    than ``lax.top_k(z, k_max)`` at k_max = 1 to 8 (XLA:CPU's TopK is a sort-based runtime call).
+    Entries equal to a maximum leave together, so exact ties (probability zero for real-valued
+    pre-activations; the padded latents' -inf are never among the k largest) count once."""
+
+    def take_largest(i, carry):
+        rest, kth = carry
+        largest = jnp.max(rest, axis=-1)
+        return jnp.where(rest >= largest[..., None], -jnp.inf, rest), jnp.where(i == k - 1, largest, kth)
+
+    start = (z, jnp.full(z.shape[:-1], -jnp.inf, z.dtype))
+    return jax.lax.fori_loop(0, k_max, take_largest, start, unroll=k_max <= 16 or 8)[1]
+
+
 def topk(k_max: int) -> SaeDef:
     """TopK SAE of Gao et al. 2024, "Scaling and evaluating sparse autoencoders".
 
@@ -181,8 +199,7 @@ def topk(k_max: int) -> SaeDef:
 
     def encode(params, h, hyper, buffers=None):
         z = _pre_activations(params, h, hyper)
-        top = jax.lax.top_k(z, k_max)[0]  # [B, k_max], descending
-        threshold = jax.lax.stop_gradient(jnp.take(top, _as_count(hyper.sparsity) - 1, axis=-1))
+        threshold = jax.lax.stop_gradient(kth_largest(z, _as_count(hyper.sparsity), k_max))
         return jnp.where(z >= threshold[..., None], jax.nn.relu(z), 0.0)
 
     def loss(params, h, hyper):
@@ -194,7 +211,25 @@ def topk(k_max: int) -> SaeDef:
 # ---- batchtopk (Bussmann et al. 2024) ------------------------------------------------------------
 
 
-def batchtopk(k_max: int, threshold_rate: float = 0.01) -> SaeDef:
+def largest_of_all(a: jax.Array, count) -> jax.Array:
+    """The ``count``-th largest entry of ``a >= 0`` (any shape; ties counted; 0 if fewer entries are
+    positive), exactly, for a traced ``count``: a bisection over the float bits, which order
+    non-negative float32 values as integers, 31 passes of compare-and-count. On the CPU, vmapped over
+    12 SAEs of [512, 200] activations, it took 5 ms an SAE against 44 ms for ``lax.top_k`` of the
+    flattened batch."""
+    bits = jax.lax.bitcast_convert_type(a, jnp.int32)
+
+    def halve(i, bounds):  # count(bits >= low) >= count > count(bits >= high)
+        low, high = bounds
+        middle = low + (high - low) // 2
+        enough = jnp.sum(bits >= middle) >= count
+        return jnp.where(enough, middle, low), jnp.where(enough, high, middle)
+
+    low, _ = jax.lax.fori_loop(0, 31, halve, (jnp.int32(0), jnp.int32(0x7F800000)))  # 0 to +inf
+    return jax.lax.bitcast_convert_type(low, a.dtype)
+
+
+def batchtopk(threshold_rate: float = 0.01) -> SaeDef:
     """BatchTopK SAE of Bussmann, Leask and Nanda 2024, "BatchTopK Sparse Autoencoders".
 
     As :func:`topk`, but the k B largest activations of the whole batch ReLU(W_enc (h - b_dec) +
@@ -210,9 +245,7 @@ def batchtopk(k_max: int, threshold_rate: float = 0.01) -> SaeDef:
 
     def train_code(params, h, hyper):
         a = activations(params, h, hyper)
-        batch = a.shape[0]
-        top = jax.lax.top_k(a.reshape(-1), k_max * batch)[0]
-        threshold = jax.lax.stop_gradient(top[_as_count(hyper.sparsity) * batch - 1])
+        threshold = jax.lax.stop_gradient(largest_of_all(a, _as_count(hyper.sparsity) * a.shape[0]))
         return jnp.where((a >= threshold) & (a > 0), a, 0.0)
 
     def encode(params, h, hyper, buffers):
@@ -245,43 +278,33 @@ def _rectangle(u):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def jump_relu(z, threshold, bandwidth: float):
-    """JumpReLU_theta(z) = z H(z - theta), with the paper's pseudo-derivative in theta:
-    d/dtheta = -(theta / epsilon) K((z - theta) / epsilon), K the rectangle on (-1/2, 1/2)."""
-    return z * (z > threshold)
+    """``(JumpReLU_theta(z), H(z - theta))``: the code z H(z - theta) and the gate H(z - theta), with
+    the paper's pseudo-derivatives in theta (K the rectangle on (-1/2, 1/2), epsilon = ``bandwidth``):
+
+    * d JumpReLU / d theta = -(theta / epsilon) K((z - theta) / epsilon), d JumpReLU / d z = H(z - theta);
+    * d H / d theta = -(1 / epsilon) K((z - theta) / epsilon), and none in z (the L0 penalty trains
+      the thresholds only).
+
+    One function for both, so the kernel is evaluated once (two ``custom_vjp`` functions of the same z
+    ran 2.4 times slower on the CPU). ``z: [B, D]``, ``threshold: [D]``.
+    """
+    gate = (z > threshold).astype(z.dtype)
+    return z * gate, gate
 
 
 def _jump_relu_forward(z, threshold, bandwidth):
     return jump_relu(z, threshold, bandwidth), (z, threshold)
 
 
-def _jump_relu_backward(bandwidth, residuals, g):
+def _jump_relu_backward(bandwidth, residuals, cotangents):
     z, threshold = residuals
-    dz = (z > threshold) * g
-    dthreshold = -(threshold / bandwidth) * _rectangle((z - threshold) / bandwidth) * g
-    return dz, jnp.sum(dthreshold, axis=tuple(range(dthreshold.ndim - threshold.ndim)))
+    g_code, g_gate = cotangents
+    kernel = _rectangle((z - threshold) / bandwidth) / bandwidth
+    dthreshold = -kernel * (threshold * g_code + g_gate)
+    return (z > threshold) * g_code, jnp.sum(dthreshold, axis=tuple(range(z.ndim - threshold.ndim)))
 
 
 jump_relu.defvjp(_jump_relu_forward, _jump_relu_backward)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def step(z, threshold, bandwidth: float):
-    """H(z - theta), with pseudo-derivative d/dtheta = -(1 / epsilon) K((z - theta) / epsilon)
-    and none in z (the L0 penalty trains the thresholds only)."""
-    return (z > threshold).astype(z.dtype)
-
-
-def _step_forward(z, threshold, bandwidth):
-    return step(z, threshold, bandwidth), (z, threshold)
-
-
-def _step_backward(bandwidth, residuals, g):
-    z, threshold = residuals
-    dthreshold = -(1.0 / bandwidth) * _rectangle((z - threshold) / bandwidth) * g
-    return jnp.zeros_like(z), jnp.sum(dthreshold, axis=tuple(range(dthreshold.ndim - threshold.ndim)))
-
-
-step.defvjp(_step_forward, _step_backward)
 
 
 def jumprelu(bandwidth: float = 0.1, initial_threshold: float = 0.1) -> SaeDef:
@@ -295,8 +318,8 @@ def jumprelu(bandwidth: float = 0.1, initial_threshold: float = 0.1) -> SaeDef:
     d JumpReLU / d theta = -(theta/epsilon) K((z - theta)/epsilon) and d H / d theta =
     -(1/epsilon) K((z - theta)/epsilon); the L0 term sends no gradient to z. Decoder rows unit
     norm (as topk's); lambda warmed up linearly over the first steps as the relu SAE's (Gemma
-    Scope warms it up too). It fits the seam cleanly: two ``jax.custom_vjp`` functions and a
-    ``log_threshold`` parameter.
+    Scope warms it up too). It fits the seam cleanly: one ``jax.custom_vjp`` function
+    (:func:`jump_relu`) and a ``log_threshold`` parameter.
 
     One departure, in the defaults only: the paper's epsilon = theta_0 = 0.001 are for its LM
     activations; in our units (E||h|| = sqrt(m)) only samples within epsilon/2 of a threshold move
@@ -313,14 +336,13 @@ def jumprelu(bandwidth: float = 0.1, initial_threshold: float = 0.1) -> SaeDef:
 
     def encode(params, h, hyper, buffers=None):
         z, threshold = code(params, h, hyper)
-        return jump_relu(z, threshold, bandwidth) * hyper.mask
+        return jump_relu(z, threshold, bandwidth)[0] * hyper.mask
 
     def loss(params, h, hyper):
         z, threshold = code(params, h, hyper)
-        f = jump_relu(z, threshold, bandwidth) * hyper.mask
-        mse, stats = _stats(params, h, f, hyper)
-        l0 = jnp.mean(jnp.sum(step(z, threshold, bandwidth) * hyper.mask, axis=-1))
-        return mse + hyper.sparsity * l0, stats
+        f, gate = jump_relu(z, threshold, bandwidth)
+        mse, stats = _stats(params, h, f * hyper.mask, hyper)
+        return mse + hyper.sparsity * jnp.mean(gate @ hyper.mask), stats
 
     def init(key, m, D):
         return {**init_params(key, m, D), "log_threshold": jnp.full((D,), log_initial)}
@@ -336,7 +358,7 @@ def get(architecture: str, k_max: int = 1, bandwidth: float = 0.1, initial_thres
     if architecture == "topk":
         return topk(k_max)
     if architecture == "batchtopk":
-        return batchtopk(k_max, threshold_rate)
+        return batchtopk(threshold_rate)
     if architecture == "jumprelu":
         return jumprelu(bandwidth, initial_threshold)
     raise ValueError(f"unknown SAE architecture {architecture!r}; use one of {', '.join(ARCHITECTURES)}")

@@ -12,7 +12,10 @@ its toy model's grid values and geometry (:mod:`supjax.metrics`):
 * ``fvu``: fraction of variance unexplained, sum ||h - h_hat||^2 / sum ||h - mean h||^2;
   ``mse``: mean ||h - h_hat||^2 in the SAE's units (h scaled so that E||h|| = sqrt(m));
 * ``l2_ratio``: shrinkage as SAELens defines its ``l2_ratio``, the mean of ||h_hat|| / ||h|| over
-  the samples (we leave out those with h = 0: no active feature, no ratio); < 1 means shrunk codes;
+  the samples (we leave out those with h = 0: no active feature, no ratio); < 1 means shrunk codes.
+  Samples with a tiny ||h|| (in the weak regime, an active feature whose row decayed to near 0)
+  dominate that mean, so ``norm_ratio`` = sqrt(sum ||h_hat||^2 / sum ||h||^2) over the batch is
+  the shrinkage to read there;
 * ``mcc``: O'Neill et al. 2024's mean correlation coefficient, as SAELens computes it: the
   Hungarian matching (``scipy.optimize.linear_sum_assignment``, maximised) of the |cosine| matrix
   between the true directions W_i / ||W_i|| and the decoder rows, averaged over the min(n, d)
@@ -98,6 +101,7 @@ def tables(plan: layout.Layout, run: SaeRun, measured: tuple, frequency: tuple):
                     "fvu": float(one["squared_error"] / one["variance"]),
                     "mse": float(one["squared_error"] / plan.static.eval_batch_size),
                     "l2_ratio": float(one["l2_ratio"]),
+                    "norm_ratio": float(one["norm_ratio"]),
                     **found,
                     "final_mse": float(run.losses[sae, -1]),
                     "final_l0": float(run.l0[sae, -1]),

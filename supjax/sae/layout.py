@@ -58,8 +58,7 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
     n = toys.n
     sizes = {r: spec.dictionary_size(r, n) for r in spec.dictionary_ratios}
     dictionary = max(sizes.values())
-    counts = set(spec.architectures) & {"topk", "batchtopk"}
-    k_max = architectures.k_bound(spec.ks, dictionary) if counts else 1
+    k_max = architectures.k_bound(spec.ks, dictionary) if "topk" in spec.architectures else 1
     widths = tuple(dict.fromkeys(r["m"] for r in toys.rows))
     static = _static(spec, toys, dictionary, k_max, widths)
 

@@ -237,6 +237,7 @@ def make_evaluate(static: Static):
             "variance": jnp.sum((h - jnp.mean(h, axis=0)) ** 2),
             "l2_ratio": jnp.sum(jnp.where(nonzero, norm_out / jnp.where(nonzero, norm_in, 1.0), 0.0))
             / jnp.maximum(jnp.sum(nonzero), 1),
+            "norm_ratio": jnp.sqrt(jnp.sum(norm_out**2) / jnp.maximum(jnp.sum(norm_in**2), 1e-30)),
             "l0": jnp.mean(jnp.sum(f > 0, axis=-1)),
             "alive": jnp.any(f > 0, axis=0),
             "cosine": cosine,

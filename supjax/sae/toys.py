@@ -20,19 +20,22 @@ def weights_run(
     weight_decays=None,
     feature_values: str = "uniform_0_2",
     activation_density: float = 0.0,
+    **sampler,
 ) -> Run:
-    """A Run whose models are the matrices ``W: [k, n, m]`` (or one ``[n, m]``), their features
+    """A Run whose models are the matrices ``W`` (one ``[n, m]``, or a sequence of them: widths may
+    differ, n may not), their features
     drawn from ``distribution`` (a SweepSpec distribution label) with ``feature_values``.
 
     Model i has seed i and weight decay ``weight_decays[i]`` (default 0: a label only, used by the
-    SAE tables' ``regime``). Example:
+    SAE tables' ``regime``). ``sampler``: SweepSpec's sampler fields (``correlation_block``,
+    ``correlation``, ``exclusive_blocks``, ``unit_values``). Example:
 
         >>> import numpy as np
         >>> run = weights_run(np.eye(16), distribution="constant:0.0625")  # 16 orthonormal features
+        >>> one = weights_run(np.eye(16), "constant:0.0625", correlation_block=16, exclusive_blocks=True)  # L0 = 1
     """
-    W = np.asarray(W, np.float32)
-    W = W[None] if W.ndim == 2 else W
-    count, n, _ = W.shape
+    W = [np.asarray(W, np.float32)] if np.ndim(W[0]) == 1 else [np.asarray(w, np.float32) for w in W]
+    count, n = len(W), W[0].shape[0]
     gammas = [0.0] * count if weight_decays is None else [float(g) for g in weight_decays]
     label = data.canonical_label(distribution)
     family, arg = data.parse_distribution(label)
@@ -48,6 +51,7 @@ def weights_run(
         warmup_steps=0,
         log_every=1,
         progress=False,
+        **sampler,
     )
     p = spec.probabilities(label, activation_density)
     models, params = [], {}
