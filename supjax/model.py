@@ -112,6 +112,23 @@ def active_batches(x: jax.Array, capacity: int) -> tuple[tuple[jax.Array, jax.Ar
     return (index, value), jnp.all(fits)
 
 
+def product(operand_dtype=None):
+    """``a @ b`` (``operand_dtype`` None), or the product of ``a`` and ``b`` cast to
+    ``operand_dtype`` with float32 accumulation and result: real mixed precision on every backend,
+    where ``jax.default_matmul_precision`` is only a hint that XLA:CPU ignores."""
+    if operand_dtype is None:
+        return jnp.matmul
+
+    def mixed(a, b):
+        a, b = a.astype(operand_dtype), b.astype(operand_dtype)
+        # XLA:CPU's plain dot (DotThunk) has no bf16 x bf16 = f32 kernel for a product that
+        # contracts both operands' first axis (x^T dh): lay the left operand out transposed first.
+        a = jax.lax.optimization_barrier(a)
+        return jnp.matmul(a, b, preferred_element_type=jnp.float32)
+
+    return mixed
+
+
 def mse_and_grad(
     params: Params,
     x: jax.Array,
@@ -119,6 +136,7 @@ def mse_and_grad(
     importance: jax.Array | None = None,
     active: tuple[jax.Array, jax.Array] | None = None,
     target=TARGETS["identity"],
+    operand_dtype=None,
 ) -> tuple[jax.Array, Params]:
     """``jax.value_and_grad(mean_squared_error)`` written out, one batch tile at a time.
 
@@ -133,7 +151,11 @@ def mse_and_grad(
     the two products with x from its K nonzeros per row: h by a gather of K rows of W,
     x^T (dz W) by a scatter-add, so a step costs 6 B n m + 4 B K m flops instead of 10 B n m.
     ``target``: the residual is ReLU(z) - target(x) (see :data:`TARGETS`).
+    ``operand_dtype`` (e.g. ``jnp.bfloat16``): the five dense products take their operands in
+    that type and accumulate in float32 (``preferred_element_type``), on every backend; W, b, the
+    ReLU, the residual, the gradient sums and the loss stay float32.
     """
+    matmul = product(operand_dtype)
     W, b = params["W"], params["b"]
     batch = x.shape[0]
     tile = batch if batch_tile is None else batch_tile
@@ -144,17 +166,17 @@ def mse_and_grad(
     def one_tile(carry, tiles):
         grad_w, grad_b, total = carry
         x_tile, index, value = tiles
-        hidden = x_tile @ W if index is None else jnp.einsum("tk,tkm->tm", value, W[index])
-        z = hidden @ W.T + b
+        hidden = matmul(x_tile, W) if index is None else jnp.einsum("tk,tkm->tm", value, W[index])
+        z = matmul(hidden, W.T) + b
         residual = jax.nn.relu(z) - target(x_tile)
         weighted = residual if importance is None else residual * importance
         dz = jnp.where(z > 0, weighted, 0.0) * scale
-        dh = dz @ W
+        dh = matmul(dz, W)
         if index is None:
-            grad_w = grad_w + x_tile.T @ dh
+            grad_w = grad_w + matmul(x_tile.T, dh)
         else:
             grad_w = grad_w.at[index].add(value[..., None] * dh[:, None, :])
-        grad_w = grad_w + dz.T @ hidden
+        grad_w = grad_w + matmul(dz.T, hidden)
         return (grad_w, grad_b + dz.sum(0), total + jnp.sum(weighted * residual)), None
 
     def tiled(a):

@@ -142,6 +142,7 @@ def get(
     batch_tile: int | None = None,
     weight_init: str = "normal",
     bias_init: str = "normal",
+    precision: str = "float32",
 ) -> ModelDef:
     """The :class:`ModelDef` of a ``model`` value: a built-in name or ``"package.module:Class"``.
 
@@ -150,8 +151,12 @@ def get(
     cross-entropy loss by autodiff; every other model trains the squared error by autodiff and
     refuses the cross-entropy losses with a :class:`ConfigError`. ``target`` is what the
     squared error compares the output with (:data:`supjax.model.TARGETS`: x, or |x|).
+    ``precision = "bfloat16"``: the fused gradient's products take bfloat16 operands with float32
+    accumulation (:func:`supjax.model.product`); the autodiff paths rely on
+    ``jax.default_matmul_precision``, which the program sets.
     """
     target_of = model.TARGETS[target]
+    operands = jnp.bfloat16 if precision == "bfloat16" else None
     tied_init = functools.partial(model.init_params, weight_init=weight_init, bias_init=bias_init)
     if loss != "mse":
         if name != "tied":
@@ -167,7 +172,7 @@ def get(
     if name == "tied" and fused_gradient:
 
         def fused(params, x, importance=None, active=None):
-            value, grads = model.mse_and_grad(params, x, batch_tile, importance, active, target_of)
+            value, grads = model.mse_and_grad(params, x, batch_tile, importance, active, target_of, operands)
             return x.shape[-1] * value, grads
 
         return ModelDef(tied_init, fused)
@@ -198,6 +203,7 @@ def definition(config) -> ModelDef:
         batch_tile=config.batch_tile,
         weight_init=config.weight_init,
         bias_init=config.bias_init,
+        precision=config.precision,
     )
 
 

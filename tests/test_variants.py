@@ -87,6 +87,11 @@ def test_every_product_of_the_step_carries_its_precision(spec, precision, level)
     dots = re.findall(r"stablehlo\.dot_general[^\n]*", text)
     assert len(dots) >= 5, "h = x W, z = h W^T, dz W, x^T dh, dz^T h"
     assert all(f"precision = [{level}, {level}]" in dot for dot in dots), dots
+    # bfloat16 is real on every backend: bf16 operands, float32 accumulation and result.
+    operands = "bf16" if precision == "bfloat16" else "f32"
+    for dot in dots:
+        inputs, output = re.search(r": \((.*)\) -> (.*)$", dot).groups()
+        assert re.findall(r"x(f32|bf16)>", inputs) == [operands] * 2 and output.endswith("xf32>"), dot
 
 
 @pytest.mark.parametrize(
@@ -218,3 +223,12 @@ def test_the_fused_gradient_follows_the_target(spec):
     fused, autodiff = run_sweep(spec), run_sweep(spec.replace(fused_gradient=False))
     np.testing.assert_allclose(autodiff.losses[:, :5], fused.losses[:, :5], rtol=1e-5)
     assert not np.allclose(fused.losses, run_sweep(spec.replace(target="identity")).losses, rtol=1e-2)
+
+
+def test_bfloat16_products_are_real_on_the_cpu_and_close_to_float32(spec):
+    """bf16 operands change the numbers (XLA:CPU would ignore a mere precision hint), by about
+    bf16's rounding, not more: the losses of the first windows agree to 1e-2."""
+    spec = spec.replace(steps=100, warmup_steps=10)
+    exact, mixed = run_sweep(spec), run_sweep(spec.replace(precision="bfloat16"))
+    assert np.all(np.isfinite(mixed.losses)) and not np.array_equal(mixed.losses, exact.losses)
+    np.testing.assert_allclose(mixed.losses[:, :3], exact.losses[:, :3], rtol=1e-2)
