@@ -45,7 +45,9 @@ def at_fixed_l0(summary: pd.DataFrame, l0: float | None = None, value: str = "mc
     means = means.reset_index()
     distance = np.abs(np.log(np.maximum(means["sae_l0"], 1e-3) / target))
     nearest = means.assign(distance=distance).sort_values("distance").groupby(["architecture", "model"]).head(1)
-    return nearest.drop(columns="distance").sort_values(["architecture", "model"], ignore_index=True)
+    order = {a: k for k, a in enumerate(dict.fromkeys(summary["architecture"]))}  # as the table lists them
+    nearest = nearest.assign(order=nearest["architecture"].map(order)).sort_values(["order", "model"])
+    return nearest.drop(columns=["distance", "order"]).reset_index(drop=True)
 
 
 def plot_sae_phase_diagram(summary: pd.DataFrame, l0: float | None = None, value: str = "mcc"):

@@ -63,7 +63,8 @@ def evaluate(run: SaeRun) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     plan = layout.plan(run.spec, run.toys)
     states = tuple(program.State(s["params"], None, s["buffers"]) for s in run.states)
     hypers = tuple(g.hyper for g in plan.groups)
-    measured, frequency = program.sae_evaluate(plan.static, states, hypers, plan.arrays)
+    x = program.sample_batch(program.eval_static(plan.static), plan.arrays.streams, program.EVAL_STEP)
+    measured, frequency = program.sae_evaluate(plan.static, states, hypers, plan.arrays, x)
     measured, frequency = jax.tree.map(np.asarray, (measured, frequency))
     return tables(plan, run, measured, frequency)
 

@@ -3,8 +3,8 @@
 SAEs are numbered architecture by architecture, then width, toy model, sparsity, dictionary ratio,
 learning rate, seed; a group (one architecture at one width) is a contiguous block of that table,
 laid out [T, S]: T toy models of the width by the S SAEs each gets. Random draws depend on values,
-never on positions: an SAE's initial weights on ``fold_in(key(seed), toy model index)`` and each
-step's data on ``(data_seed, step)`` only, so an SAE draws the same numbers alone and inside any grid.
+never on positions: an SAE's initial weights on (seed, toy model index) and each step's data on
+(data_seed, step) only, so an SAE draws the same numbers alone and inside any grid.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from supjax import data
@@ -27,11 +26,11 @@ _DATA_TAG = 0x5AE  # the SAEs' bit stream is not the toy models' training stream
 
 @dataclass(frozen=True)
 class Group:
-    """One architecture at one width: its [T, S] SAE indices, initial keys and traced hyperparameters."""
+    """One architecture at one width: its [T, S] SAE indices, initial parameters and traced hyperparameters."""
 
     shape: program.GroupShape
     index: np.ndarray  # [T, S] rows of the SAE table
-    init_keys: np.ndarray  # [T, S, 2] key data
+    params: dict  # the initial parameters, [T, S, ...] each (host arrays)
     hyper: SaeHyper  # sparsity, lr: [T, S]; mask: [T, S, D]
 
 
@@ -77,7 +76,8 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
     W = tuple(np.stack([toys.W[r["index"]] for r in rows]).astype(np.float32) for rows in by_width)
     reads = tuple(np.array([read[r["index"]] for r in rows], np.int32) for rows in by_width)
     if spec.normalise_inputs:
-        scales = tuple(np.asarray(c) for c in program.input_scales(static, streams, W, reads))
+        x = program.sample_batch(program.eval_static(static), streams, program.SCALE_STEP)
+        scales = tuple(np.asarray(c) for c in program.input_scales(x, W, reads))
     else:
         scales = tuple(np.ones(len(rows), np.float32) for rows in by_width)
     rows_and_scales = zip(by_width, scales, strict=True)
@@ -118,12 +118,11 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
                 lr=np.array([r["lr"] for r in block], np.float32).reshape(shape),
                 mask=(np.arange(dictionary) < d[..., None]).astype(np.float32),
             )
-            seeds = jnp.array([r["seed"] for r in block], jnp.uint32)
-            models_of = jnp.array([r["model"] for r in block], jnp.uint32)
-            init = jax.vmap(lambda s, i: jax.random.key_data(jax.random.fold_in(jax.random.key(s), i)))
-            init_keys = np.asarray(init(seeds, models_of)).reshape(*shape, -1)
+            sae_def = program.definition(static, architecture)
+            first = [sae_def.init((r["seed"], r["model"]), models[0]["m"], dictionary) for r in block]
+            params = {k: np.stack([f[k] for f in first]).reshape(*shape, *first[0][k].shape) for k in first[0]}
             group_shape = program.GroupShape(architecture, models[0]["m"], shape, w)
-            groups.append(Group(group_shape, index, init_keys, hyper))
+            groups.append(Group(group_shape, index, params, hyper))
     static = _static(spec, toys, dictionary, k_max, widths, tuple(g.shape for g in groups))
     return Layout(spec, toys, rows, static, tuple(groups), arrays)
 

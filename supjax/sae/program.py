@@ -82,7 +82,7 @@ class Toys(NamedTuple):
 
 
 class OneSae(NamedTuple):
-    init: Any  # (key, hyper, m) -> State
+    init: Any  # (params, hyper) -> State: the optimizer state and buffers of initial parameters
     step: Any  # (state, hyper, h, t) -> (state, {"mse", "l0"})
 
 
@@ -105,8 +105,7 @@ def make_step(static: Static, architecture: str) -> OneSae:
         clip = [optax.clip_by_global_norm(sae.clip_norm)] if sae.clip_norm else []
         return optax.chain(*clip, optax.adam(schedule))
 
-    def init(key, hyper: SaeHyper, m: int) -> State:
-        params = sae.init(key, m, static.dictionary)
+    def init(params, hyper: SaeHyper) -> State:
         return State(params, optimizer(hyper).init(params), sae.init_buffers())
 
     def step(state: State, hyper: SaeHyper, h, t):
@@ -136,7 +135,7 @@ def hidden(x, toys: Toys, width: int):
 
 
 class Program(NamedTuple):
-    init: Any  # (init_keys, hypers) -> one [T, S] State per group
+    init: Any  # (params, hypers) -> one [T, S] State per group
     train: Any  # (states, hypers, toys, first_step, num_windows) -> (states, logs)
 
 
@@ -175,20 +174,18 @@ def make_train(static: Static) -> Program:
 
         return jax.lax.scan(one_window, states, jnp.arange(num_windows))
 
-    def init(init_keys: tuple, hypers: tuple) -> tuple:
-        groups = zip(static.groups, init_keys, hypers, strict=True)
-        return tuple(
-            jax.vmap(jax.vmap(functools.partial(one[g.architecture].init, m=g.m)))(jax.random.wrap_key_data(k), h)
-            for g, k, h in groups
-        )
+    def init(params: tuple, hypers: tuple) -> tuple:
+        groups = zip(static.groups, params, hypers, strict=True)
+        return tuple(jax.vmap(jax.vmap(one[g.architecture].init))(p, h) for g, p, h in groups)
 
     return Program(init, train)
 
 
 @functools.partial(jax.jit, static_argnames="static")
-def sae_init_states(static: Static, init_keys: tuple, hypers: tuple) -> tuple:
-    """The initial state of every SAE: one [T, S] State per group."""
-    return make_train(static).init(init_keys, hypers)
+def sae_init_states(static: Static, params: tuple, hypers: tuple) -> tuple:
+    """The initial state of every SAE from its initial parameters (``[T, S, ...]`` per group, drawn on
+    the host by :func:`supjax.sae.architectures.init_params`): one [T, S] State per group."""
+    return make_train(static).init(params, hypers)
 
 
 @functools.partial(jax.jit, static_argnames=("static", "num_windows"), donate_argnames="states")
@@ -198,11 +195,26 @@ def sae_train_chunk(static: Static, states: tuple, hypers: tuple, toys: Toys, fi
 
 
 @functools.partial(jax.jit, static_argnames="static")
-def input_scales(static: Static, streams, W: tuple, reads: tuple) -> tuple:
+def sample_batch(static: Static, streams, step):
+    """Every data stream's batch of ``static.batch_size`` samples drawn at ``step``: ``[S, B, n]``. With
+    ``batch_size = eval_batch_size`` this one program draws the evaluation batch (:data:`EVAL_STEP`)
+    and the input-scale batch (:data:`SCALE_STEP`)."""
+    return data.sample_streams(static, streams, step)
+
+
+def eval_static(static: Static) -> Static:
+    """The sampler's fields of ``static`` at the evaluation batch size, the rest blank: the key of
+    :func:`sample_batch`'s one program, shared by every SAE grid on the same toy run."""
+    blank = {"steps": 0, "log_every": 0, "warmup_steps": 0, "decay_steps": 0, "dictionary": 0, "k_max": 0}
+    blank |= {"bandwidth": 0.0, "initial_threshold": 0.0, "threshold_rate": 0.0, "model_loop": ""}
+    return dataclasses.replace(static, **blank, batch_size=static.eval_batch_size, widths=(), groups=())
+
+
+@jax.jit
+def input_scales(x, W: tuple, reads: tuple) -> tuple:
     """The input scale c = sqrt(m) / E||x W|| of every toy model (``W``, ``reads``: per width, as in
-    :class:`Toys`), over an evaluation-sized batch drawn at :data:`SCALE_STEP` (Anthropic's
+    :class:`Toys`) over the batch ``x: [S, B, n]`` drawn at :data:`SCALE_STEP` (Anthropic's
     normalisation E||h|| = sqrt(m)); 1 for a model whose h is always 0."""
-    x = data.sample_streams(dataclasses.replace(static, batch_size=static.eval_batch_size), streams, SCALE_STEP)
     scales = []
     for weights, read in zip(W, reads, strict=True):
         norm = jnp.mean(jnp.linalg.norm(jnp.einsum("tbn,tnm->tbm", x[read], weights), axis=-1), axis=-1)
@@ -214,9 +226,10 @@ def input_scales(static: Static, streams, W: tuple, reads: tuple) -> tuple:
 
 
 def make_evaluate(static: Static):
-    """``evaluate(states, hypers, toys) -> (per group measures, per width feature frequencies)``.
+    """``evaluate(states, hypers, toys, x) -> (per group measures, per width feature frequencies)``.
 
-    One batch of ``eval_batch_size`` samples drawn at :data:`EVAL_STEP` (never a training step).
+    ``x``: the evaluation batch, ``eval_batch_size`` samples drawn at :data:`EVAL_STEP` (never a
+    training step) by :func:`sample_batch`.
     Per SAE: ``squared_error`` and ``variance`` (sums over the batch of ||h - h_hat||^2 and
     ||h - mean h||^2), ``l2_ratio`` (mean ||h_hat|| / ||h|| over samples with h != 0), ``l0``,
     ``alive: [D]`` (latents active on some sample) and ``cosine: [n, D]``, |cos| between every
@@ -243,8 +256,7 @@ def make_evaluate(static: Static):
             "cosine": cosine,
         }
 
-    def evaluate(states: tuple, hypers: tuple, toys: Toys):
-        x = data.sample_streams(dataclasses.replace(static, batch_size=static.eval_batch_size), toys.streams, EVAL_STEP)
+    def evaluate(states: tuple, hypers: tuple, toys: Toys, x):
         h = [hidden(x, toys, w) for w in range(len(static.widths))]
         units = []
         for W in toys.W:
@@ -261,6 +273,6 @@ def make_evaluate(static: Static):
 
 
 @functools.partial(jax.jit, static_argnames="static")
-def sae_evaluate(static: Static, states: tuple, hypers: tuple, toys: Toys):
+def sae_evaluate(static: Static, states: tuple, hypers: tuple, toys: Toys, x):
     """Jitted :func:`make_evaluate`."""
-    return make_evaluate(static)(states, hypers, toys)
+    return make_evaluate(static)(states, hypers, toys, x)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import threading
@@ -103,8 +104,7 @@ def _train(plan: layout.Layout, out, stop, source) -> tuple[np.ndarray, np.ndarr
     """Train the layout's SAEs to the last step from the newest checkpoint: (losses, l0, host states)."""
     spec, static = plan.spec, plan.static
     hypers = tuple(g.hyper for g in plan.groups)
-    keys = tuple(g.init_keys for g in plan.groups)
-    states = program.sae_init_states(static, keys, hypers)
+    states = program.sae_init_states(static, tuple(g.params for g in plan.groups), hypers)
     logs = spec.steps // spec.log_every
     losses = np.zeros((len(plan.rows), logs), np.float32)
     l0 = np.zeros_like(losses)
@@ -120,13 +120,12 @@ def _train(plan: layout.Layout, out, stop, source) -> tuple[np.ndarray, np.ndarr
                 raise ConfigError("--resume", str(out), "its data keys differ from this config's")
             states = jax.tree.map(jnp.asarray, tuple(program.State(**s) for s in saved["states"]))
             losses, l0, done = np.array(saved["losses"]), np.array(saved["l0"]), int(step) // spec.log_every
-    every = checkpoint_interval(spec) // spec.log_every
-    ends = {every * k for k in range(1, logs + 1)} | {logs}
+    every = checkpoint_interval(spec) // spec.log_every if manager is not None else logs
+    ends = {every * k for k in range(1, logs // every + 1)} | {logs}
+    windows = _chunk_windows(plan, math.gcd(every, logs))
     bar = _progress(spec, len(plan.rows), done * spec.log_every)
-    windows_per_chunk = _chunk_windows(plan)
     with bar:
         while done < logs:
-            windows = min(windows_per_chunk, min(e for e in ends if e > done) - done)
             first = jnp.int32(done * spec.log_every)
             states, chunk = program.sae_train_chunk(static, states, hypers, plan.arrays, first, num_windows=windows)
             for group, values in zip(plan.groups, jax.tree.map(np.asarray, chunk), strict=True):
@@ -175,14 +174,16 @@ def checkpoint_interval(spec: SaeSpec) -> int:
     return max(spec.log_every, spec.steps // 10 // spec.log_every * spec.log_every)
 
 
-def _chunk_windows(plan: layout.Layout) -> int:
+def _chunk_windows(plan: layout.Layout, period: int) -> int:
+    """Windows per chunk: the largest divisor of ``period`` (the windows between checkpoints, and of
+    the run) up to the target, so every chunk has one length and the program compiles once."""
     spec = plan.spec
-    logs = spec.steps // spec.log_every
     if spec.chunk_steps is not None:
-        return min(logs, max(1, spec.chunk_steps // spec.log_every))
-    flops = _CHUNK_FLOPS_CPU if jax.default_backend() == "cpu" else _CHUNK_FLOPS_ACCELERATOR
-    windows = min(flops / max(plan.flops_per_step, 1.0), _CHUNK_STEPS) / spec.log_every
-    return int(min(logs, max(1, round(windows))))
+        target = spec.chunk_steps // spec.log_every
+    else:
+        flops = _CHUNK_FLOPS_CPU if jax.default_backend() == "cpu" else _CHUNK_FLOPS_ACCELERATOR
+        target = round(min(flops / max(plan.flops_per_step, 1.0), _CHUNK_STEPS) / spec.log_every)
+    return max(d for d in range(1, period + 1) if period % d == 0 and d <= max(1, target))
 
 
 def _progress(spec: SaeSpec, saes: int, done: int):

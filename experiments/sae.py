@@ -1,0 +1,213 @@
+"""Sparse autoencoders on superposed features: how well do SAEs recover the true features W_i?
+
+    python experiments/sae.py --scale quick [--out runs/sae-quick] [--figures figures]
+
+Reads ``experiments/sae_<scale>.toml``: a ``[toy]`` table (a SweepSpec: a toy-model grid over both
+regimes, several widths, two data exponents) and an ``[sae]`` table (a SaeSpec: every architecture
+at a few sparsities, on every toy model). Trains the toy grid into ``<out>/toy`` (reused when it
+holds the same grid, resumed when interrupted), the SAEs into ``<out>/saes`` (the same), evaluates
+every SAE against the true features (:mod:`supjax.sae.evaluate`), draws
+
+* ``figures/sae_phase_<scale>``: MCC over (gamma, m) at fixed L0, per architecture and alpha;
+* ``figures/sae_feature_recovery_<scale>``: best cosine per feature against its rank, strong and weak;
+* ``figures/sae_frontier_<scale>``: SAE L0 against the fraction of variance unexplained, per regime;
+
+and writes the answers to ``<out>/numbers.json`` (REPRODUCTION.md quotes them): how recovery depends
+on the regime, the packing m/n, the feature frequency, the architecture, and the toy model's
+ETF-likeness.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+
+import common  # first: puts the working tree's supjax on the path
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from supjax import SweepSpec, plots, sae
+from supjax.configfile import parse_overrides
+
+NAME = "sae"
+SCALES = ("smoke", "quick")
+FIGURES = {
+    "sae_phase": "SAE recovery (MCC) over weight decay and width, at fixed L0",
+    "sae_feature_recovery": "Per-feature recovery against frequency rank, strong and weak superposition",
+    "sae_frontier": "SAE sparsity (L0) against fraction of variance unexplained, per regime",
+}
+
+
+def main(argv=None) -> dict:
+    started = time.perf_counter()
+    args = common.parse_args(NAME, __doc__.splitlines()[0], argv, scales=SCALES)
+    toy_spec, sae_spec = load_specs(args.scale, args.set, quiet=args.quiet)
+    cpu = time.process_time()  # on a shared core, CPU seconds are the work; wall seconds depend on the neighbours
+    toy = common.run_or_reuse(f"{NAME}-toy", args.scale, toy_spec, args.out / "toy")
+    toy_cpu = time.process_time() - cpu
+    summary, features, timing = train_or_reuse(toy.out, sae_spec, args.out / "saes")
+    timing = {"toy": {**toy.timing, "cpu_s_this_call": toy_cpu}, "saes": timing}
+    written = []
+    caption = (
+        f"{args.scale} scale: toy n = {toy_spec.n}, {len(toy.summary)} models; {len(summary)} SAEs, "
+        f"{sae_spec.steps} steps, batch {sae_spec.batch_size}; {toy.timing.get('machine', common.machine())}"
+    )
+    import matplotlib
+
+    with matplotlib.rc_context(plots.STYLE):
+        for stem, fig in plots.sae_figures(summary, features).items():
+            fig.suptitle(f"{FIGURES[stem]}\n({caption})", fontsize=10)
+            written += plots.save(fig, args.figures / f"{stem}_{args.scale}")
+    numbers = answers(summary, features)
+    numbers["timing"] = timing
+    numbers["setup"] = {
+        "toy_models": len(toy.summary),
+        "saes": len(summary),
+        "n": toy_spec.n,
+        "widths": list(toy_spec.widths),
+        "weight_decays": list(toy_spec.weight_decays),
+        "alphas": list(toy_spec.alphas),
+        "sae_steps": sae_spec.steps,
+        "sae_batch": sae_spec.batch_size,
+        "architectures": list(sae_spec.architectures),
+    }
+    (args.out / "numbers.json").write_text(json.dumps(common._plain(numbers), indent=2) + "\n")
+    print(f"{NAME} ({args.scale}): {len(toy.summary)} toy models, {len(summary)} SAEs; this call: "
+          f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    print(f"  runs: {args.out}   numbers: {args.out / 'numbers.json'}")
+    for path in written:
+        print(f"  figure: {path}")
+    return common._plain(numbers)
+
+
+def load_specs(scale: str, overrides=(), quiet: bool = False) -> tuple[SweepSpec, sae.SaeSpec]:
+    """The ``[toy]`` and ``[sae]`` tables of ``sae_<scale>.toml``; ``--set toy.KEY=V`` or ``sae.KEY=V``."""
+    tables = tomllib.loads(common.config_path(NAME, scale).read_text())
+    assert set(tables) == {"toy", "sae"}, f"sae_{scale}.toml needs tables [toy] and [sae], has {list(tables)}"
+    changes = parse_overrides(overrides)
+    toy = {**tables["toy"], **{k[4:]: v for k, v in changes.items() if k.startswith("toy.")}}
+    saes = {**tables["sae"], **{k[4:]: v for k, v in changes.items() if k.startswith("sae.")}}
+    toy_spec = SweepSpec.from_dict(toy)
+    sae_spec = sae.SaeSpec.from_dict(saes)
+    if quiet:
+        toy_spec, sae_spec = toy_spec.replace(progress=False), sae_spec.replace(progress=False)
+    return toy_spec, sae_spec
+
+
+def train_or_reuse(toy_run, spec: sae.SaeSpec, out) -> tuple[pd.DataFrame, dict, dict]:
+    """Train the SAEs into ``out`` (resumed if interrupted), or reuse the evaluated run there."""
+    timing_file = out / "experiment.json"
+    if (out / "sae_summary.csv").is_file() and timing_file.is_file():
+        saved = sae.SaeSpec.from_toml(out / "sae.toml")
+        if saved.replace(progress=spec.progress) != spec:
+            raise SystemExit(f"{out} holds other SAEs; pass a new --out or delete it")
+        summary, features = sae.load_tables(out)
+        return summary, features, {**json.loads(timing_file.read_text()), "reused": True}
+    started, cpu = time.perf_counter(), time.process_time()
+    sae.run_sae(toy_run, spec, out=out, resume=(out / "sae.toml").is_file())
+    timing = {
+        "train_and_evaluate_s": time.perf_counter() - started,
+        "cpu_s": time.process_time() - cpu,
+        "machine": common.machine(),
+    }
+    timing_file.write_text(json.dumps(timing, indent=2) + "\n")
+    summary, features = sae.load_tables(out)
+    return summary, features, {**timing, "reused": False}
+
+
+# ---- the answers ---------------------------------------------------------------------------------
+
+
+def answers(summary: pd.DataFrame, features: dict) -> dict:
+    """How recovery depends on regime, packing, frequency, architecture and ETF-likeness, at fixed L0."""
+    target = max(1.0, float(np.median(summary["true_l0"])))
+    measures = ("mcc", "mcc_represented", "recovered_fraction", "recovered_fraction_represented", "fvu")
+    fixed = {m: plots.at_fixed_l0(summary, target, m) for m in measures}
+    table = fixed["mcc"].copy()
+    for m in measures[1:]:
+        table[m] = fixed[m][m].to_numpy()
+    table["dead_fraction"] = plots.at_fixed_l0(summary, target, "dead_fraction")["dead_fraction"].to_numpy()
+    toy = summary.drop_duplicates("model").set_index("model")
+    for column in ("represented_features", "mean_squared_overlap", "welch_excess", "etf_variance_ratio", "m_over_n"):
+        table[column] = toy.loc[table.model, column].to_numpy()
+    return {
+        "fixed_l0_target": target,
+        "true_l0_mean": float(summary["true_l0"].mean()),
+        "regime": _by(table, ["architecture", "regime"], (*measures, "sae_l0", "represented_features")),
+        "packing": _packing(table),
+        "architecture": _by(table[table.regime == "strong"], ["architecture"], (*measures, "sae_l0", "dead_fraction")),
+        "frequency": _frequency(summary, features, table),
+        "etf_likeness": _etf(table),
+    }
+
+
+def _by(table: pd.DataFrame, keys: list[str], columns) -> dict:
+    means = table.groupby(keys)[list(columns)].mean()
+    return {"|".join(map(str, k if isinstance(k, tuple) else (k,))): row.to_dict() for k, row in means.iterrows()}
+
+
+def _packing(table: pd.DataFrame) -> dict:
+    """Strong regime: MCC per width (m/n) and architecture, and its Spearman correlation with m/n."""
+    strong = table[table.regime == "strong"]
+    out = {"mcc_by_architecture_and_m": _by(strong, ["architecture", "m"], ("mcc", "recovered_fraction", "fvu"))}
+    rho = scipy.stats.spearmanr(strong["m_over_n"], strong["mcc"])
+    out["spearman_mcc_vs_m_over_n_strong"] = {"rho": rho.statistic, "p": rho.pvalue, "points": len(strong)}
+    weak = table[table.regime == "weak"]
+    rho = scipy.stats.spearmanr(weak["m_over_n"], weak["represented_features"])
+    out["weak_represented_features_vs_m"] = _by(weak, ["m"], ("represented_features", "mcc_represented"))
+    out["spearman_represented_vs_m_weak"] = float(rho.statistic)
+    return out
+
+
+def _frequency(summary: pd.DataFrame, features: dict, table: pd.DataFrame) -> dict:
+    """Best cosine per frequency quartile (ranks 1..n/4, ...) and its Spearman correlation with p_i,
+    per regime and architecture, over the SAEs at fixed L0."""
+    order = {int(m): k for k, m in enumerate(features["models"])}
+    n = features["best_cosine"].shape[1]
+    quarters = np.array_split(np.arange(n), 4)
+    out = {}
+    for (architecture, regime), rows in table.groupby(["architecture", "regime"]):
+        by_quarter, rhos, norms = [], [], []
+        for _, row in rows.iterrows():
+            chosen = (summary.model == row["model"]) & (summary.architecture == architecture)
+            chosen &= summary.sparsity == row["sparsity"]
+            best = features["best_cosine"][np.isin(features["sae"], summary.loc[chosen, "sae"])].mean(axis=0)
+            p = features["p"][order[int(row["model"])]]
+            norms.append(features["row_norm"][order[int(row["model"])]])
+            by_quarter.append([best[q].mean() for q in quarters])
+            rhos.append(scipy.stats.spearmanr(p, best).statistic)
+        norm = np.mean(norms, axis=0)
+        out[f"{architecture}|{regime}"] = {
+            "best_cosine_by_frequency_quarter": np.mean(by_quarter, axis=0).tolist(),
+            "row_norm_by_frequency_quarter": [float(norm[q].mean()) for q in quarters],
+            "spearman_best_cosine_vs_p": float(np.nanmean(rhos)),
+        }
+    return out
+
+
+def _etf(table: pd.DataFrame) -> dict:
+    """Strong regime: does MCC track the toy model's ETF-likeness? Spearman over all strong models, and
+    within width (both centred on the width's mean, so the width's own effect is taken out)."""
+    strong = table[table.regime == "strong"]
+    out = {}
+    for measure in ("mean_squared_overlap", "welch_excess", "etf_variance_ratio"):
+        rho = scipy.stats.spearmanr(strong[measure], strong["mcc"])
+        centred = strong.assign(
+            x=strong[measure] - strong.groupby(["architecture", "m"])[measure].transform("mean"),
+            y=strong["mcc"] - strong.groupby(["architecture", "m"])["mcc"].transform("mean"),
+        )
+        within = scipy.stats.spearmanr(centred["x"], centred["y"])
+        out[measure] = {
+            "spearman_all": float(rho.statistic),
+            "p_all": float(rho.pvalue),
+            "spearman_within_width": float(within.statistic),
+            "p_within_width": float(within.pvalue),
+            "points": len(strong),
+        }
+    return out
+
+
+if __name__ == "__main__":
+    main()
