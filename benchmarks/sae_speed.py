@@ -1,15 +1,20 @@
-"""N SAEs in one compiled program against a loop that trains them one at a time, in one process.
+"""N SAEs in one compiled program against loops that train them one at a time, in one process.
 
     taskset -c 0 python benchmarks/sae_speed.py [--saes 64] [--steps 200] [--architecture topk]
-                                                 [--json benchmarks/results/DATE-cpu-sae-speed.json]
+        [--features 200] [--width 16] [--batch 256] [--ratios 1.0,0.5] [--json benchmarks/results/FILE.json]
 
-The workload: one toy "model" (a random unit frame, n = 256 features in m = 32 dimensions, p_i ∝
-1/i), N SAEs of dictionary 2n on it, batch 512: a grid over k (or lambda), learning rate,
-dictionary ratio and seed. The sweep is :mod:`supjax.sae.program`'s ``sae_train_chunk`` with all N
-SAEs (one batch a step, shared). The loop runs the same program with one SAE at a time, each with
-its own data, one after the other: the same one-SAE step, only not batched. Both compile first
-(compile time excluded; the loop's one program serves every SAE, whose values are traced) and are
-timed over the same steps on the same CPU core.
+The workload: one toy "model" (a random unit frame: n features in m dimensions, p_i ∝ 1/i) and N SAEs
+on it, a grid over k (or lambda), learning rate, dictionary ratio and seed (N / 16 seeds). Three ways
+to train them, each timed after compiling (compile time excluded), on the same CPU core:
+
+* ``sweep``: :mod:`supjax.sae.program`'s ``sae_train_chunk`` with all N SAEs, each step's batch drawn
+  once for all of them, vmapped 8 at a time (``sae_block`` as a CPU resolves it), and the same one
+  SAE at a time (``sae_block = 1``) and all at once (``sae_block = N``);
+* ``loop_compiled``: the same program with one SAE, once per SAE, one after the other (its own batch
+  every step; the strongest one-at-a-time baseline: no Python between steps);
+* ``loop_steps``: one SAE at a time, a Python loop over steps, each a call of one jitted function
+  that draws the SAE's batch with supjax's sampler and takes the same one-SAE step
+  (:func:`supjax.sae.program.make_step`), no host sync between steps: how one trains an SAE alone.
 """
 
 from __future__ import annotations
@@ -24,103 +29,127 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from supjax import sae
+from supjax import data, sae
 from supjax.sae import layout, program
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--saes", type=int, default=64, help="N, a multiple of 16")
 parser.add_argument("--steps", type=int, default=200)
 parser.add_argument("--architecture", default="topk")
+parser.add_argument("--features", type=int, default=200, help="n")
+parser.add_argument("--width", type=int, default=16, help="m")
+parser.add_argument("--batch", type=int, default=256)
+parser.add_argument("--ratios", default="1.0,0.5", help="the two dictionary ratios d / n of the grid")
 parser.add_argument("--json")
 args = parser.parse_args()
 
-N_FEATURES, WIDTH, BATCH = 256, 32, 512
 rng = np.random.default_rng(0)
-frame = rng.normal(size=(N_FEATURES, WIDTH))
+frame = rng.normal(size=(args.features, args.width))
 toy_run = sae.weights_run(frame / np.linalg.norm(frame, axis=1, keepdims=True), "power:1.0", weight_decays=[-1.0])
 toys = sae.ToyModels.from_run(toy_run, [0])
-sparsities = {"ks": (1, 2, 3, 4)} if args.architecture in ("topk", "batchtopk") else {}
-if not sparsities:
-    sparsities = {"l1_coefficients" if args.architecture == "relu" else "l0_coefficients": (0.3, 1.0, 3.0, 10.0)}
+axis = {"relu": "l1_coefficients", "jumprelu": "l0_coefficients"}.get(args.architecture, "ks")
+values = (1, 2, 3, 4) if axis == "ks" else (0.3, 1.0, 3.0, 10.0)
 grid = {
     "architectures": (args.architecture,),
-    **sparsities,
+    axis: values,
     "lrs": (1e-3, 3e-3),
-    "dictionary_ratios": (2.0, 1.5),
+    "dictionary_ratios": tuple(float(r) for r in args.ratios.split(",")),
     "seeds": tuple(range(args.saes // 16)),
     "steps": args.steps,
-    "batch_size": BATCH,
+    "batch_size": args.batch,
     "log_every": 10,
     "progress": False,
 }
+COMPILED = {}  # program.Static -> the compiled chunk (the loop's SAEs share a few shapes)
 
 
-COMPILED = {}  # program.Static -> the compiled chunk: the loop's SAEs share a few shapes
-
-
-def timed(spec: sae.SaeSpec, repeats: int = 1) -> tuple[float, float, int]:
-    """(compile seconds, train seconds over ``spec.steps`` steps, SAEs) of one program."""
+def compiled_program(spec: sae.SaeSpec):
     plan = layout.plan(spec, toys)
     hypers = tuple(g.hyper for g in plan.groups)
-    keys = tuple(g.init_keys for g in plan.groups)
-    states = program.sae_init_states(plan.static, keys, hypers)
-    windows = spec.steps // spec.log_every
-    started = time.perf_counter()
+    first = tuple(g.params for g in plan.groups)
     if plan.static not in COMPILED:
-        lowered = program.sae_train_chunk.lower(plan.static, states, hypers, plan.arrays, 0, num_windows=windows)
-        COMPILED[plan.static] = lowered.compile()
-    compiled = COMPILED[plan.static]
-    compile_s = time.perf_counter() - started
+        states = program.sae_init_states(plan.static, first, hypers)
+        started = time.perf_counter()
+        chunk = program.sae_train_chunk.lower(plan.static, states, hypers, plan.arrays, 0, num_windows=args.steps // 10)
+        COMPILED[plan.static] = (chunk.compile(), time.perf_counter() - started)
+    return plan, hypers, first, *COMPILED[plan.static]
+
+
+def time_program(spec: sae.SaeSpec, repeats: int = 1) -> tuple[float, float]:
+    """(compile seconds, best train seconds over ``args.steps`` steps) of one program."""
+    plan, hypers, first, chunk, compile_s = compiled_program(spec)
     best = float("inf")
     for _ in range(repeats):
-        fresh = program.sae_init_states(plan.static, keys, hypers)
-        jax.block_until_ready(fresh)
+        states = jax.block_until_ready(program.sae_init_states(plan.static, first, hypers))
         started = time.perf_counter()
-        jax.block_until_ready(compiled(fresh, hypers, plan.arrays, 0))
+        jax.block_until_ready(chunk(states, hypers, plan.arrays, 0))
         best = min(best, time.perf_counter() - started)
-    return compile_s, best, len(plan.rows)
+    return compile_s, best
+
+
+STEPS = {}  # program.Static -> the jitted one-SAE step with its data
+
+
+def time_steps(spec: sae.SaeSpec) -> float:
+    """Seconds of a Python loop over ``args.steps`` calls of a jitted (draw a batch, take one SAE step)."""
+    plan = layout.plan(spec, toys)
+    static, group = plan.static, plan.groups[0]
+    if static not in STEPS:
+        one = program.make_step(static, args.architecture)
+
+        @jax.jit
+        def step(state, hyper, arrays, t):
+            x = data.sample_streams(static, arrays.streams, t)
+            return one.step(state, hyper, program.hidden(x, arrays, 0)[0], t)
+
+        STEPS[static] = (one, step)
+    one, step = STEPS[static]
+    hyper = jax.tree.map(lambda a: a[0, 0], group.hyper)
+    state = jax.block_until_ready(jax.jit(one.init)(jax.tree.map(lambda a: a[0, 0], group.params), hyper))
+    state, _ = step(state, hyper, plan.arrays, 0)  # compile
+    jax.block_until_ready(state)
+    started = time.perf_counter()
+    for t in range(args.steps):
+        state, _ = step(state, hyper, plan.arrays, t)
+    jax.block_until_ready(state)
+    return time.perf_counter() - started
 
 
 spec = sae.SaeSpec(**grid)
-compile_sweep, seconds_sweep, count = timed(spec, repeats=2)
-assert count == args.saes, (count, args.saes)
 plan = layout.plan(spec, toys)
-loop_compile, loop_seconds = 0.0, 0.0
+assert len(plan.rows) == args.saes, (len(plan.rows), args.saes)
+rows = {"sweep": {"sae_block": plan.static.sae_block}}
+rows["sweep"]["compile_s"], rows["sweep"]["train_s"] = time_program(spec, repeats=2)
+for block in (1, args.saes):
+    variant = rows[f"sweep_block_{block}"] = {"sae_block": block}
+    variant["compile_s"], variant["train_s"] = time_program(spec.replace(sae_block=block), repeats=2)
+compiled_s, steps_s = 0.0, 0.0
 for row in plan.rows:  # every SAE of the grid on its own, one after the other
-    name = {"relu": "l1_coefficients", "jumprelu": "l0_coefficients"}.get(args.architecture, "ks")
-    value = int(row["sparsity"]) if name == "ks" else row["sparsity"]
-    one = spec.replace(**{name: (value,)}, lrs=(row["lr"],), dictionary_ratios=(row["dictionary_ratio"],),
+    value = int(row["sparsity"]) if axis == "ks" else row["sparsity"]
+    one = spec.replace(**{axis: (value,)}, lrs=(row["lr"],), dictionary_ratios=(row["dictionary_ratio"],),
                        seeds=(row["seed"],))  # fmt: skip
-    compile_s, seconds, _ = timed(one)
-    loop_compile = max(loop_compile, compile_s)
-    loop_seconds += seconds
-sae_steps = args.saes * args.steps
+    compiled_s += time_program(one)[1]
+    steps_s += time_steps(one)
+rows["loop_compiled"] = {"train_s": compiled_s}
+rows["loop_steps"] = {"train_s": steps_s}
+for row in rows.values():
+    row["sae_steps_per_s"] = args.saes * args.steps / row["train_s"]
+ratio = {name: row["train_s"] / rows["sweep"]["train_s"] for name, row in rows.items() if name.startswith("loop")}
 result = {
     "date": str(datetime.date.today()),
     "machine": f"CPU, {os.cpu_count()} cores, {len(os.sched_getaffinity(0))} usable by this process (taskset)",
     "jax": jax.__version__,
     "workload": f"sae-speed-{args.architecture}",
     "command": f"taskset -c 0 python benchmarks/sae_speed.py --saes {args.saes} --steps {args.steps} "
-    f"--architecture {args.architecture}",
-    "what": f"{args.saes} SAEs ({args.architecture}, dictionary 2n and 1.5n, n = {N_FEATURES}, m = {WIDTH}, "
-    f"batch {BATCH}) on one toy frame: one program against one program per SAE, run in sequence",
+    f"--architecture {args.architecture} --features {args.features} --width {args.width} --batch {args.batch} "
+    f"--ratios {args.ratios}",
+    "what": f"{args.saes} SAEs ({args.architecture}, dictionary ratios {args.ratios}, n = {args.features}, "
+    f"m = {args.width}, batch {args.batch}, {args.steps} steps) on one toy frame",
     "note": "pinned to one core; the machine's other core was busy with a background training run, and other "
-    "sessions shared this core (load average 4 to 7)",
-    "sweep": {
-        "saes": args.saes,
-        "steps": args.steps,
-        "compile_s": compile_sweep,
-        "train_s": seconds_sweep,
-        "sae_steps_per_s": sae_steps / seconds_sweep,
-    },
-    "loop": {
-        "saes": args.saes,
-        "steps": args.steps,
-        "compile_s": loop_compile,
-        "train_s": loop_seconds,
-        "sae_steps_per_s": sae_steps / loop_seconds,
-    },
-    "ratio": loop_seconds / seconds_sweep,
+    "sessions' jobs shared this core (load average 4 to 7), so rates move by tens of percent between runs",
+    **rows,
+    "ratio_vs_loop_compiled": ratio["loop_compiled"],
+    "ratio_vs_loop_steps": ratio["loop_steps"],
 }
 print(json.dumps(result, indent=1))
 if args.json:

@@ -22,6 +22,7 @@ from supjax.sae.results import ToyModels
 from supjax.sae.spec import SaeSpec
 
 _DATA_TAG = 0x5AE  # the SAEs' bit stream is not the toy models' training stream
+CPU_SAE_BLOCK = 8  # SAEs vmapped together on a CPU: their [B, D] arrays stay in cache
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def _static(spec: SaeSpec, toys: ToyModels, dictionary: int, k_max: int, widths:
         initial_threshold=spec.jumprelu_threshold,
         threshold_rate=spec.threshold_rate,
         eval_batch_size=spec.eval_batch_size,
+        sae_block=spec.sae_block or (CPU_SAE_BLOCK if jax.default_backend() == "cpu" else 2**31 - 1),
         model_loop=spec.model_loop,
         widths=widths,
         groups=groups,

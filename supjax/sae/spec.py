@@ -71,6 +71,9 @@ class SaeSpec:
     normalise_inputs: bool = setting(True, STATIC, "scale each toy model's h by one constant so E||h|| = sqrt(m)")
     data_seed: int = setting(0, TRACED, "seed of the data: every SAE of a toy model reads the same x each step")
     eval_batch_size: int = setting(8192, STATIC, "samples of the evaluation batch")
+    sae_block: int | None = setting(
+        None, RESULT, "a toy model's SAEs vmapped this many at a time, the blocks in sequence (unset: 8 on a CPU, all)"
+    )
     model_loop: str = setting("map", RESULT, "toy models of a width in sequence or batched", ("map", "vmap"))
     chunk_steps: int | None = setting(None, DRIVING, "steps per compiled chunk (unset: sized to the work)")
     checkpoint_every: int | None = setting(None, DRIVING, "steps between checkpoints (unset: a tenth of the run)")
@@ -260,6 +263,7 @@ AXES = ("architectures", "l1_coefficients", "ks", "l0_coefficients", "dictionary
 RULES = [
     (("steps", "batch_size", "log_every", "eval_batch_size", "chunk_steps", "checkpoint_every", "max_to_keep"),
      _positive),
+    (("sae_block",), _positive),
     (("steps",), lambda s, v: None if v < 2**30 else "must be below 2^30"),
     (("log_every",), lambda s, v: None if s.steps % v == 0 else f"must divide steps = {s.steps}; try 1 or 10"),
     (("checkpoint_every", "chunk_steps"), _every_log),
