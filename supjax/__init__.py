@@ -8,6 +8,7 @@ from supjax.config import SweepSpec
 from supjax.errors import (
     CheckpointError,
     ConfigError,
+    ConfigFileError,
     InputFileError,
     Interrupted,
     OptionError,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "ConfigFileError",
     "InputFileError",
     "Interrupted",
     "OptionError",

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from supjax.errors import ConfigError
+from supjax.errors import ConfigError, ConfigFileError
 
 
 def read_toml(path: str | Path, overrides=()) -> dict[str, Any]:
@@ -23,11 +23,11 @@ def read_toml(path: str | Path, overrides=()) -> dict[str, Any]:
     try:
         values = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError("CONFIG", str(path), "file not found; pass a TOML file path") from None
+        raise ConfigFileError(path, "not found; pass the path of a TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError("CONFIG", str(path), f"not valid TOML ({err}); fix the syntax") from None
+        raise ConfigFileError(path, f"is not valid TOML ({err}); fix the syntax") from None
     except OSError as err:
-        raise ConfigError("CONFIG", str(path), f"cannot be read ({err.strerror}); pass a TOML file") from None
+        raise ConfigFileError(path, f"cannot be read ({err.strerror}); pass a readable TOML file") from None
     values.update(parse_overrides(overrides))
     return values
 

@@ -4,6 +4,7 @@ Every error a user can cause is a :class:`SupjaxError`; the CLI prints ``str(err
 ``supjax: error:`` and exits 2. Each kind names what it is about in its own words:
 
 * :class:`ConfigError`: a sweep setting (a config field, a CLI option standing for one);
+* :class:`ConfigFileError`: a config file that cannot be read as TOML;
 * :class:`RunDirError`: a run directory (missing, unfinished, damaged, in use);
 * :class:`CheckpointError`: a checkpoint that cannot be written or read;
 * :class:`WeightFileError`: a weight file (safetensors, npy, a hub cache entry);
@@ -62,6 +63,12 @@ class WeightFileError(_PathError):
     """A weight file that is missing, damaged or not what was asked for: path, problem, fix."""
 
     kind = "weight file"
+
+
+class ConfigFileError(_PathError):
+    """A config file that is missing, unreadable or not TOML: its path, the problem, the fix."""
+
+    kind = "config file"
 
 
 class InputFileError(_PathError):

@@ -88,8 +88,8 @@ def test_cli_bad_config_is_one_line_exit_2_before_compiling(tmp_path, capsys, co
 @pytest.mark.parametrize(
     "setup, words",
     [
-        (lambda d: None, "file not found"),
-        (lambda d: (d / "c.toml").write_text("n = = 3"), "not valid TOML"),
+        (lambda d: None, "config file"),  # a path, not a field: "config file PATH: not found; ..."
+        (lambda d: (d / "c.toml").write_text("n = = 3"), "is not valid TOML"),
         (
             lambda d: (
                 (d / "c.toml").write_text("n = 50\nwidths=[4]\n"),
