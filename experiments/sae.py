@@ -34,7 +34,7 @@ from supjax.configfile import parse_overrides
 NAME = "sae"
 SCALES = ("smoke", "quick")
 FIGURES = {
-    "sae_phase": "SAE recovery (MCC) over weight decay and width, at fixed L0",
+    "sae_phase": "SAE recovery (MCC; in brackets, d random directions) over weight decay and width, at fixed L0",
     "sae_feature_recovery": "Per-feature recovery against frequency rank, strong and weak superposition",
     "sae_frontier": "SAE sparsity (L0) against fraction of variance unexplained, per regime",
 }
@@ -129,6 +129,9 @@ def answers(summary: pd.DataFrame, features: dict) -> dict:
     for m in measures[1:]:
         table[m] = fixed[m][m].to_numpy()
     table["dead_fraction"] = plots.at_fixed_l0(summary, target, "dead_fraction")["dead_fraction"].to_numpy()
+    table["mcc_above_chance"] = table["mcc"] - table["mcc_chance"]
+    table["recovered_fraction_chance"] = fixed["recovered_fraction"]["recovered_fraction_chance"].to_numpy()
+    measures = (*measures, "mcc_chance", "mcc_above_chance", "recovered_fraction_chance")
     toy = summary.drop_duplicates("model").set_index("model")
     for column in ("represented_features", "mean_squared_overlap", "welch_excess", "etf_variance_ratio", "m_over_n"):
         table[column] = toy.loc[table.model, column].to_numpy()
@@ -139,6 +142,7 @@ def answers(summary: pd.DataFrame, features: dict) -> dict:
         "packing": _packing(table),
         "architecture": _by(table[table.regime == "strong"], ["architecture"], (*measures, "sae_l0", "dead_fraction")),
         "frequency": _frequency(summary, features, table),
+        "data_exponent_strong": _by(table[table.regime == "strong"], ["architecture", "alpha"], measures),
         "etf_likeness": _etf(table),
     }
 
@@ -149,11 +153,14 @@ def _by(table: pd.DataFrame, keys: list[str], columns) -> dict:
 
 
 def _packing(table: pd.DataFrame) -> dict:
-    """Strong regime: MCC per width (m/n) and architecture, and its Spearman correlation with m/n."""
+    """Strong regime: MCC (and above its chance level) per width (m/n) and architecture, and the
+    Spearman correlation with m/n; weak regime: represented features per width."""
     strong = table[table.regime == "strong"]
-    out = {"mcc_by_architecture_and_m": _by(strong, ["architecture", "m"], ("mcc", "recovered_fraction", "fvu"))}
-    rho = scipy.stats.spearmanr(strong["m_over_n"], strong["mcc"])
-    out["spearman_mcc_vs_m_over_n_strong"] = {"rho": rho.statistic, "p": rho.pvalue, "points": len(strong)}
+    columns = ("mcc", "mcc_chance", "mcc_above_chance", "recovered_fraction", "fvu")
+    out = {"mcc_by_architecture_and_m": _by(strong, ["architecture", "m"], columns)}
+    for measure in ("mcc", "mcc_above_chance", "recovered_fraction"):
+        rho = scipy.stats.spearmanr(strong["m_over_n"], strong[measure])
+        out[f"spearman_{measure}_vs_m_over_n_strong"] = {"rho": rho.statistic, "p": rho.pvalue, "points": len(strong)}
     weak = table[table.regime == "weak"]
     rho = scipy.stats.spearmanr(weak["m_over_n"], weak["represented_features"])
     out["weak_represented_features_vs_m"] = _by(weak, ["m"], ("represented_features", "mcc_represented"))
@@ -188,15 +195,15 @@ def _frequency(summary: pd.DataFrame, features: dict, table: pd.DataFrame) -> di
 
 
 def _etf(table: pd.DataFrame) -> dict:
-    """Strong regime: does MCC track the toy model's ETF-likeness? Spearman over all strong models, and
-    within width (both centred on the width's mean, so the width's own effect is taken out)."""
+    """Strong regime: does MCC above chance track the toy model's ETF-likeness? Spearman over all strong
+    models, and within width (both centred on the width's mean, so the width's own effect is taken out)."""
     strong = table[table.regime == "strong"]
     out = {}
     for measure in ("mean_squared_overlap", "welch_excess", "etf_variance_ratio"):
-        rho = scipy.stats.spearmanr(strong[measure], strong["mcc"])
+        rho = scipy.stats.spearmanr(strong[measure], strong["mcc_above_chance"])
         centred = strong.assign(
             x=strong[measure] - strong.groupby(["architecture", "m"])[measure].transform("mean"),
-            y=strong["mcc"] - strong.groupby(["architecture", "m"])["mcc"].transform("mean"),
+            y=strong["mcc_above_chance"] - strong.groupby(["architecture", "m"])["mcc_above_chance"].transform("mean"),
         )
         within = scipy.stats.spearmanr(centred["x"], centred["y"])
         out[measure] = {

@@ -287,10 +287,40 @@ def test_an_interrupted_sae_run_resumed_gives_the_same_numbers(sae_dir, frame_ru
         shutil.rmtree(saved, ignore_errors=True)
 
 
-def test_analyze_and_plot_recognise_an_sae_run_directory(sae_dir, capsys):
+def test_sigterm_stops_after_the_chunk_in_flight_and_resume_gives_the_same_numbers(
+    sae_dir, frame_run, tmp_path, monkeypatch
+):
+    """SIGTERM during the first chunk: the chunk finishes, is checkpointed, and the run stops with one
+    line naming the command that continues it; the resumed run equals the uninterrupted one."""
+    import os
+    import signal
+
+    _, finished = sae_dir
+    train_chunk = program.sae_train_chunk
+
+    def signalled(*args, **kwargs):
+        out = train_chunk(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(program, "sae_train_chunk", signalled)
+    spec = sae.SaeSpec(**GRID, checkpoint_every=200)
+    with pytest.raises(sae.sweep.SaeInterrupted) as stopped:
+        sae.run_sae(frame_run, spec, out=tmp_path / "run")
+    assert stopped.value.exit_code == 143 and "\n" not in str(stopped.value)
+    assert str(stopped.value).startswith("interrupted at step 200 of 400; continue with: supjax sae RUN --config ")
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["200"]
+    monkeypatch.undo()
+    resumed = sae.run_sae(frame_run, spec, out=tmp_path / "run", resume=True)
+    np.testing.assert_array_equal(resumed.losses, finished.losses)
+    np.testing.assert_array_equal(resumed.params(40)["W_dec"], finished.params(40)["W_dec"])
+
+
+def test_analyze_and_plot_recognise_an_sae_run_directory(sae_dir, capsys, monkeypatch):
     out, _ = sae_dir
     (out / "sae_summary.csv").unlink()
-    assert cli.main(["analyze", str(out)]) == 0
+    monkeypatch.chdir(out.parent)
+    assert cli.main(["analyze", out.name]) == 0  # a relative path
     assert "topk" in capsys.readouterr().out and (out / "sae_summary.csv").is_file()
     assert cli.main(["plot", str(out), "--out", str(out / "figures")]) == 0
     assert {p.name for p in (out / "figures").glob("*.png")} == {"sae_phase.png", "sae_frontier.png"}
@@ -407,7 +437,10 @@ def test_the_experiment_runs_at_smoke_scale_and_the_cli_trains_its_saes(tmp_path
     assert {"topk|strong", "topk|weak"} <= set(numbers["regime"])
     for stem in ("sae_phase", "sae_frontier", "sae_feature_recovery"):
         assert (tmp_path / "figures" / f"{stem}_smoke.png").read_bytes()[:4] == b"\x89PNG"
-    assert script.main(argv)["timing"]["saes"]["reused"] is True
+    summary, _, timing = script.train_or_reuse(
+        tmp_path / "run" / "toy", script.load_specs("smoke")[1], tmp_path / "run" / "saes"
+    )
+    assert timing["reused"] is True and len(summary) == 4
     toy_spec, sae_spec = script.load_specs("quick")
     assert toy_spec.num_models == 24 and sae_spec.saes_per_model == 8
     config = tmp_path / "sae.toml"

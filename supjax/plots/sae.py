@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -41,6 +42,7 @@ def at_fixed_l0(summary: pd.DataFrame, l0: float | None = None, value: str = "mc
     target = max(1.0, float(np.median(summary["true_l0"]))) if l0 is None else float(l0)
     keys = ["architecture", "model", "sparsity"]
     toy = [c for c in ("m", "weight_decay", "alpha", "distribution", "regime", "true_l0") if c in summary]
+    toy += [c for c in (f"{value}_chance",) if c in summary]
     means = summary.groupby(keys, sort=False).agg({"sae_l0": "mean", value: "mean", **{c: "first" for c in toy}})
     means = means.reset_index()
     distance = np.abs(np.log(np.maximum(means["sae_l0"], 1e-3) / target))
@@ -53,7 +55,8 @@ def at_fixed_l0(summary: pd.DataFrame, l0: float | None = None, value: str = "mc
 def plot_sae_phase_diagram(summary: pd.DataFrame, l0: float | None = None, value: str = "mcc"):
     """``value`` (default MCC) of the SAEs at fixed L0 (:func:`at_fixed_l0`) over weight decay gamma
     (x) and width m (y): one panel per architecture (columns) and data exponent alpha (rows); each
-    cell a toy model (the mean over seeds of the toy grid)."""
+    cell a toy model (the mean over seeds of the toy grid), with ``value``'s chance level in brackets
+    where the table has it (``mcc_chance``: random decoder directions)."""
     table = at_fixed_l0(summary, l0, value)
     architectures = list(dict.fromkeys(table["architecture"]))
     alphas = sorted(table["alpha"].dropna().unique()) or [np.nan]
@@ -68,8 +71,12 @@ def plot_sae_phase_diagram(summary: pd.DataFrame, l0: float | None = None, value
             image = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", vmin=0, vmax=1, cmap="viridis")
             ax.set_xticks(range(grid.shape[1]), [f"{g:.2g}" for g in grid.columns])
             ax.set_yticks(range(grid.shape[0]), [str(int(m)) for m in grid.index])
+            chance = None
+            if f"{value}_chance" in part:
+                chance = part.pivot_table(index="m", columns="weight_decay", values=f"{value}_chance").to_numpy()
             for (i, j), v in np.ndenumerate(grid.to_numpy()):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
+                text = f"{v:.2f}" if chance is None else f"{v:.2f}\n({chance[i, j]:.2f})"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
             mean_l0 = part["sae_l0"].mean()
             ax.set_title(f"{architecture}, alpha = {alpha:g} (SAE L0 {mean_l0:.1f})", fontsize=9)
             ax.set_xlabel(r"weight decay $\gamma$")
@@ -143,6 +150,9 @@ def plot_l0_fvu_frontier(summary: pd.DataFrame):
         ax.axvline(part["true_l0"].mean(), color="k", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ticks = [t for t in (0.1, 0.3, 1, 3, 10, 30, 100) if part.sae_l0.min() / 2 <= t <= part.sae_l0.max() * 2]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("SAE L0 (active latents per sample)")
         ax.set_title(f"{regime} superposition" if regime else "all toy models", fontsize=9)
     axes[0, 0].set_ylabel("fraction of variance unexplained")

@@ -212,7 +212,7 @@ def load_sae_run(path: str | Path) -> SaeRun:
         raise RunDirError(path, f"has a damaged file ({err}); train it again with --resume") from None
     if losses.shape != (len(saes), spec.steps // spec.log_every):
         raise RunDirError(path, "its tables do not match its sae.toml; train it again with --resume")
-    directory = path / "checkpoints"
+    directory = path.resolve() / "checkpoints"  # orbax reads absolute paths only
     if not (directory / str(spec.steps)).is_dir():
         raise RunDirError(path, "is not finished; continue it with `supjax sae RUN --config ... --out DIR --resume`")
     saved = checkpoint.restore(directory, spec.steps)
