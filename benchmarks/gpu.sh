@@ -8,11 +8,13 @@
 #   tests-all  the whole test suite                                                 (<= TESTS_S)
 #   bench      the ceilings (matmul at each precision, copy bandwidth) and what each
 #              precision setting really computes (error against float64), then
-#              paper-slice (float32 and TF32, with the paper's loop as baseline, and
-#              sparse), paper-grid and large (float32 and TF32): one process each   (~3-5 min)
+#              paper-slice (float32, TF32 and bfloat16, each with the paper's loop as
+#              baseline, and sparse), paper-grid and large (float32, TF32, bfloat16):
+#              one process each                                                     (~4-6 min)
 #              BENCH_STEPS = 200 timed steps (large: a quarter), BENCH_WORKLOADS to choose
 #   precision  exp-10 x 2 seeds, float32 against TF32: losses and exponents within
 #              seed noise? (benchmarks/precision_check.py; resumes)                 (<= PRECISION_S = 420 s)
+#   sae        64 SAEs in one program against loops of one SAE (benchmarks/sae_speed.py) (~1 min)
 #   grid       the paper's grid, 1020 models x 20000 steps (experiments/grid.py
 #              --scale paper) with GRID_PRECISION products; resumes where the last
 #              command stopped while the machine is warm (GRID_SCALE = smoke to try) (<= GRID_S = 540 s)
@@ -37,8 +39,8 @@ PY=${PYTHON:-python3}
 [ $# -gt 0 ] || set -- env tests bench
 for phase in "$@"; do  # every name checked before any device time is spent
   case $phase in
-  env | tests | tests-all | bench | precision | grid) ;;
-  *) echo "gpu.sh: unknown phase '$phase': use env, tests, tests-all, bench, precision or grid" >&2; exit 2 ;;
+  env | tests | tests-all | bench | precision | sae | grid) ;;
+  *) echo "gpu.sh: unknown phase '$phase': use env, tests, tests-all, bench, precision, sae or grid" >&2; exit 2 ;;
   esac
 done
 BENCH_STEPS=${BENCH_STEPS:-200}
@@ -111,7 +113,7 @@ for phase in "$@"; do
     for workload in ${BENCH_WORKLOADS:-paper-slice paper-grid large}; do
       steps=$BENCH_STEPS; [ "$workload" = large ] && steps=$((BENCH_STEPS / 4 > 0 ? BENCH_STEPS / 4 : 1))
       extra=(); [ "$workload" = paper-slice ] && extra=(--baseline --baseline-steps "${BASELINE_STEPS:-50}")
-      for precision in float32 tensorfloat32; do
+      for precision in float32 tensorfloat32 bfloat16; do
         bench "$workload-$precision" "$workload" --steps "$steps" --precision "$precision" "${extra[@]}"
       done
       [ "$workload" = paper-slice ] && bench "$workload-float32-sparse" "$workload" --steps "$steps" --sparse
@@ -120,6 +122,10 @@ for phase in "$@"; do
   precision)
     step precision "${PRECISION_S:-420}" "$PY" benchmarks/precision_check.py --runs "$WORK/precision" \
       --out "$WORK/results" --set chunk_steps=1000
+    ;;
+  sae)
+    step sae 120 "$PY" benchmarks/sae_speed.py --saes 64 --steps 200 --note "GPU, alone on the device" \
+      --json "$WORK/results/$(date -u +%F)-gpu-sae-speed-topk.json"
     ;;
   grid)
     precision=${GRID_PRECISION:-float32}

@@ -41,6 +41,7 @@ parser.add_argument("--width", type=int, default=16, help="m")
 parser.add_argument("--batch", type=int, default=256)
 parser.add_argument("--ratios", default="1.0,0.5", help="the two dictionary ratios d / n of the grid")
 parser.add_argument("--json")
+parser.add_argument("--note", default="", help="the state of the machine during the run, for the JSON")
 args = parser.parse_args()
 
 rng = np.random.default_rng(0)
@@ -115,6 +116,40 @@ def time_steps(spec: sae.SaeSpec) -> float:
     return time.perf_counter() - started
 
 
+def time_parts(spec: sae.SaeSpec) -> dict:
+    """What one SAE-step of the loop is made of, each part compiled alone over ``args.steps`` steps:
+    the SAE's own step on a fixed h (what a batched program cannot share), and the batch draw with
+    h = x W (what it shares across the SAEs of a toy model)."""
+    plan = layout.plan(spec, toys)
+    static, group, arrays = plan.static, plan.groups[0], plan.arrays
+    one = program.make_step(static, args.architecture)
+    hyper = jax.tree.map(lambda a: a[0, 0], group.hyper)
+    state = jax.jit(one.init)(jax.tree.map(lambda a: a[0, 0], group.params), hyper)
+    h = program.hidden(data.sample_streams(static, arrays.streams, 0), arrays, 0)[0]
+
+    @jax.jit
+    def steps_only(state, h):
+        return jax.lax.fori_loop(0, args.steps, lambda t, s: one.step(s, hyper, h, t)[0], state)
+
+    @jax.jit
+    def draws_only(arrays):
+        def body(t, total):
+            return total + program.hidden(data.sample_streams(static, arrays.streams, t), arrays, 0)[0, 0, 0]
+
+        return jax.lax.fori_loop(0, args.steps, body, 0.0)
+
+    out = {}
+    for name, fn, inputs in (("sae_step_s", steps_only, (state, h)), ("draw_and_h_s", draws_only, (arrays,))):
+        jax.block_until_ready(fn(*inputs))
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            jax.block_until_ready(fn(*inputs))
+            best = min(best, time.perf_counter() - started)
+        out[name] = best / args.steps
+    return out
+
+
 spec = sae.SaeSpec(**grid)
 plan = layout.plan(spec, toys)
 assert len(plan.rows) == args.saes, (len(plan.rows), args.saes)
@@ -130,6 +165,8 @@ for row in plan.rows:  # every SAE of the grid on its own, one after the other
                        seeds=(row["seed"],))  # fmt: skip
     compiled_s += time_program(one)[1]
     steps_s += time_steps(one)
+largest = max(grid["dictionary_ratios"])
+parts = time_parts(spec.replace(**{axis: (values[-1],)}, lrs=(1e-3,), dictionary_ratios=(largest,), seeds=(0,)))
 rows["loop_compiled"] = {"train_s": compiled_s}
 rows["loop_steps"] = {"train_s": steps_s}
 for row in rows.values():
@@ -145,11 +182,15 @@ result = {
     f"--ratios {args.ratios}",
     "what": f"{args.saes} SAEs ({args.architecture}, dictionary ratios {args.ratios}, n = {args.features}, "
     f"m = {args.width}, batch {args.batch}, {args.steps} steps) on one toy frame",
-    "note": "pinned to one core; the machine's other core was busy with a background training run, and other "
-    "sessions' jobs shared this core (load average 4 to 7), so rates move by tens of percent between runs",
+    "note": args.note,
     **rows,
     "ratio_vs_loop_compiled": ratio["loop_compiled"],
     "ratio_vs_loop_steps": ratio["loop_steps"],
+    # per SAE-step, seconds: the sweep can share the draw and h, not the SAE's own step, so on a CPU
+    # whose products are not faster batched its ratio to the loop is at most (step + draw) / step
+    "parts_per_sae_step": parts,
+    "sweep_per_sae_step_s": rows["sweep"]["train_s"] / (args.saes * args.steps),
+    "bound_on_ratio_from_sharing": (parts["sae_step_s"] + parts["draw_and_h_s"]) / parts["sae_step_s"],
 }
 print(json.dumps(result, indent=1))
 if args.json:

@@ -48,6 +48,19 @@ def block_size(spec) -> int:
     return spec.n if spec.loss == "cross_entropy" else spec.correlation_block
 
 
+def stream_tables(spec, p: np.ndarray) -> dict[str, np.ndarray]:
+    """The sampler tables of one data stream of ``spec`` (a spec or a ``program.Static``) with
+    feature probabilities ``p``: what :func:`sample_streams` reads, stacked over the streams."""
+    low, high = VALUE_RANGES[spec.feature_values]
+    kind = sampler_kind(spec)
+    if kind == "independent":
+        thresholds, scales = sampler_tables(p, high - low)
+        return {"thresholds": thresholds, "scales": scales}
+    if spec.loss == "cross_entropy":  # one active feature per sample, drawn with probability p_i / sum p
+        return correlated_tables(p / p.sum(), "exclusive", spec.n, high - low)
+    return correlated_tables(p, kind, spec.correlation_block, high - low)
+
+
 def distribution_labels(entries: tuple[str, ...], alphas: tuple[float, ...]) -> tuple[str, ...]:
     """Canonical distribution labels, with each bare ``power`` expanded over ``alphas``."""
     out = []

@@ -217,7 +217,7 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
         keys = [jax.random.fold_in(_seed_key(r["seed"], _DATA_TAG), _identity(r)) for r in stream_rows]
         seed_of = list(range(len(stream_rows)))
     tables = [
-        _sampler_tables(spec, spec.probabilities(r["distribution"], r["activation_density"])) for r in stream_rows
+        data.stream_tables(spec, spec.probabilities(r["distribution"], r["activation_density"])) for r in stream_rows
     ]
     the_streams = Streams(
         keys=np.asarray(jax.random.key_data(jnp.stack(keys))),
@@ -236,17 +236,6 @@ def _hyper(spec: SweepSpec, rows: list[dict], shape: tuple[int, int]) -> Hyper:
         vectors = {label: data.feature_importance(label, spec.n).astype(np.float32) for label in spec.importance_labels}
         importance = np.stack([vectors[r["importance"]] for r in rows]).reshape(*shape, spec.n)
     return Hyper(**scalars, importance=importance)
-
-
-def _sampler_tables(spec: SweepSpec, p: np.ndarray) -> dict[str, np.ndarray]:
-    low, high = data.VALUE_RANGES[spec.feature_values]
-    kind = data.sampler_kind(spec)
-    if kind == "independent":
-        thresholds, scales = data.sampler_tables(p, high - low)
-        return {"thresholds": thresholds, "scales": scales}
-    if spec.loss == "cross_entropy":  # one active feature per sample, drawn with probability p_i / sum p
-        return data.correlated_tables(p / p.sum(), "exclusive", spec.n, high - low)
-    return data.correlated_tables(p, kind, spec.correlation_block, high - low)
 
 
 def relayout(layout: Layout, saved: dict, like: tuple) -> tuple:

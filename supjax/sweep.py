@@ -65,7 +65,7 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, resume: bool = Fal
     primary = jax.process_index() == 0
     writer = out is not None and primary
     with contextlib.ExitStack() as stack:
-        stop = stack.enter_context(_StopOnSignal())
+        stop = stack.enter_context(StopOnSignal())
         if writer and not resume:
             lock.refuse_if_held(out)  # before any other reason to refuse the directory
         spec, rows, batches = _open_run(spec, out, resume, primary)
@@ -148,7 +148,7 @@ class Checkpoints(Memory):
     readable one (restored on the host, so a run may resume on another number of devices) and
     saves one every ``checkpoint_every`` steps, at the end, and when a signal asks to stop."""
 
-    def __init__(self, out, k: int, the_layout: layout.Layout, stop: _StopOnSignal):
+    def __init__(self, out, k: int, the_layout: layout.Layout, stop: StopOnSignal):
         super().__init__(the_layout)
         spec = the_layout.spec
         self.manager = checkpoint.manager(checkpoint.batch_directory(out, k), spec.max_to_keep)
@@ -195,7 +195,7 @@ def _snapshots(out, k: int, the_layout: layout.Layout) -> list:
     return [keep]
 
 
-class _StopOnSignal:
+class StopOnSignal:
     """SIGTERM and SIGINT (main thread only) ask the driver to stop after the chunk in flight,
     which :func:`train_batch` checkpoints; a second signal exits at once."""
 

@@ -65,7 +65,7 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
     keys = [(r["distribution"], r["activation_density"]) for r in toys.rows]
     streams_of = list(dict.fromkeys(keys))
     first = {s: r["index"] for s, r in reversed(list(zip(keys, toys.rows, strict=True)))}
-    tables = [_sampler_tables(toys.spec, toys.p[first[s]]) for s in streams_of]
+    tables = [data.stream_tables(toys.spec, toys.p[first[s]]) for s in streams_of]
     streams = Streams(
         keys=np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(spec.data_seed), _DATA_TAG)))[None],
         seed_of=np.zeros(len(streams_of), np.int32),
@@ -153,15 +153,3 @@ def _static(spec: SaeSpec, toys: ToyModels, dictionary: int, k_max: int, widths:
         widths=widths,
         groups=groups,
     )
-
-
-def _sampler_tables(spec, p: np.ndarray) -> dict[str, np.ndarray]:
-    """The toy run's sampler tables of one distribution (as the sweep builds them)."""
-    low, high = data.VALUE_RANGES[spec.feature_values]
-    kind = data.sampler_kind(spec)
-    if kind == "independent":
-        thresholds, scales = data.sampler_tables(p, high - low)
-        return {"thresholds": thresholds, "scales": scales}
-    if spec.loss == "cross_entropy":  # one active feature per sample, drawn with probability p_i / sum p
-        return data.correlated_tables(p / p.sum(), "exclusive", spec.n, high - low)
-    return data.correlated_tables(p, kind, spec.correlation_block, high - low)

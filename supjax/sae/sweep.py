@@ -15,9 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -32,6 +29,7 @@ from supjax.results import Run, load_run, prepare_run_dir, write_atomic
 from supjax.sae import layout, program
 from supjax.sae.results import SaeRun, ToyModels, spec_toml, write_saes
 from supjax.sae.spec import SaeSpec
+from supjax.sweep import StopOnSignal, checkpoint_interval
 
 # Aim for about this much product work per compiled chunk on a CPU (a few seconds), at most this
 # many steps; chunk ends are where the progress bar moves, checkpoints are written and a signal is answered.
@@ -70,7 +68,7 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
     chosen = spec.check_against(run.spec.n, run.models)
     toys = ToyModels.from_run(run, chosen)
     with contextlib.ExitStack() as stack:
-        stop = stack.enter_context(_StopOnSignal())
+        stop = stack.enter_context(StopOnSignal())
         if out is not None:
             out = Path(out)
             if not resume:
@@ -167,13 +165,6 @@ def _check_resume(out: Path, spec: SaeSpec, toys: ToyModels) -> None:
         raise ConfigError("--resume", str(out), "its toy models differ from this run's; pass the toy run it started on")
 
 
-def checkpoint_interval(spec: SaeSpec) -> int:
-    """Steps between checkpoints: ``checkpoint_every``, by default a tenth of the run."""
-    if spec.checkpoint_every is not None:
-        return spec.checkpoint_every
-    return max(spec.log_every, spec.steps // 10 // spec.log_every * spec.log_every)
-
-
 def _chunk_windows(plan: layout.Layout, period: int) -> int:
     """Windows per chunk: the largest divisor of ``period`` (the windows between checkpoints, and of
     the run) up to the target, so every chunk has one length and the program compiles once."""
@@ -198,27 +189,3 @@ def _progress(spec: SaeSpec, saes: int, done: int):
         desc=f"supjax sae: {saes} SAEs",
         smoothing=0.1,
     )
-
-
-class _StopOnSignal:
-    """SIGTERM and SIGINT (main thread only) stop the sweep after the chunk in flight, checkpointed;
-    a second signal exits at once."""
-
-    def __init__(self):
-        self.signum = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:
-            os._exit(128 + signum)
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
