@@ -50,7 +50,7 @@ def block_size(spec) -> int:
 
 def stream_tables(spec, p: np.ndarray) -> dict[str, np.ndarray]:
     """The sampler tables of one data stream of ``spec`` (a spec or a ``program.Static``) with
-    feature probabilities ``p``: what :func:`sample_streams` reads, stacked over the streams."""
+    feature probabilities ``p``; :func:`sample_streams` reads them stacked over the streams."""
     low, high = VALUE_RANGES[spec.feature_values]
     kind = sampler_kind(spec)
     if kind == "independent":

@@ -26,7 +26,8 @@ its toy model's grid values and geometry (:mod:`supjax.metrics`):
 * ``recovered_fraction``: share of features whose best |cosine| exceeds 0.9 (and ``..._represented``);
 * ``mcc_chance``, ``recovered_fraction_chance``: the same two for d random directions in place of
   the decoder rows (one draw per toy model and dictionary size): what matching alone finds. In few
-  dimensions it is high (about 0.6 for n = 200 features in m = 8), so read MCC against it.
+  dimensions it is high (for n = 200 features: about 0.8 in m = 8, 0.6 in m = 16), so read MCC
+  against it.
 
 Per feature (``sae_features.npz``): ``best_cosine`` and ``matched_cosine`` (Hungarian; NaN where
 unmatched) ``[saes, n]``, ``best_latent``, and per toy model ``p`` (the feature frequencies),
