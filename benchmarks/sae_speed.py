@@ -29,7 +29,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from supjax import data, sae
+from supjax import bench, data, sae
 from supjax.sae import layout, program
 
 parser = argparse.ArgumentParser()
@@ -88,25 +88,29 @@ def time_program(spec: sae.SaeSpec, repeats: int = 1) -> tuple[float, float]:
     return compile_s, best
 
 
-STEPS = {}  # program.Static -> the jitted one-SAE step with its data
+def first_h(static, arrays, t):
+    """The first toy model's h = x W at step ``t`` (the benchmark has one toy model)."""
+    return program.hidden(data.sample_streams(static, arrays.streams, t), arrays, 0)[0]
+
+
+def one_sae(plan: layout.Layout):
+    """The first SAE of ``plan`` alone: its one-SAE step (make_step), hyperparameters and initial state."""
+    one = program.make_step(plan.static, args.architecture)
+    hyper = jax.tree.map(lambda a: a[0, 0], plan.groups[0].hyper)
+    state = jax.jit(one.init)(jax.tree.map(lambda a: a[0, 0], plan.groups[0].params), hyper)
+    return one, hyper, jax.block_until_ready(state)
+
+
+STEPS = {}  # program.Static -> the jitted (draw, one-SAE step)
 
 
 def time_steps(spec: sae.SaeSpec) -> float:
     """Seconds of a Python loop over ``args.steps`` calls of a jitted (draw a batch, take one SAE step)."""
     plan = layout.plan(spec, toys)
-    static, group = plan.static, plan.groups[0]
-    if static not in STEPS:
-        one = program.make_step(static, args.architecture)
-
-        @jax.jit
-        def step(state, hyper, arrays, t):
-            x = data.sample_streams(static, arrays.streams, t)
-            return one.step(state, hyper, program.hidden(x, arrays, 0)[0], t)
-
-        STEPS[static] = (one, step)
-    one, step = STEPS[static]
-    hyper = jax.tree.map(lambda a: a[0, 0], group.hyper)
-    state = jax.block_until_ready(jax.jit(one.init)(jax.tree.map(lambda a: a[0, 0], group.params), hyper))
+    one, hyper, state = one_sae(plan)
+    if plan.static not in STEPS:
+        STEPS[plan.static] = jax.jit(lambda s, hyper, arrays, t: one.step(s, hyper, first_h(plan.static, arrays, t), t))
+    step = STEPS[plan.static]
     state, _ = step(state, hyper, plan.arrays, 0)  # compile
     jax.block_until_ready(state)
     started = time.perf_counter()
@@ -121,11 +125,8 @@ def time_parts(spec: sae.SaeSpec) -> dict:
     the SAE's own step on a fixed h (what a batched program cannot share), and the batch draw with
     h = x W (what it shares across the SAEs of a toy model)."""
     plan = layout.plan(spec, toys)
-    static, group, arrays = plan.static, plan.groups[0], plan.arrays
-    one = program.make_step(static, args.architecture)
-    hyper = jax.tree.map(lambda a: a[0, 0], group.hyper)
-    state = jax.jit(one.init)(jax.tree.map(lambda a: a[0, 0], group.params), hyper)
-    h = program.hidden(data.sample_streams(static, arrays.streams, 0), arrays, 0)[0]
+    static, arrays = plan.static, plan.arrays
+    one, hyper, state = one_sae(plan)
 
     @jax.jit
     def steps_only(state, h):
@@ -133,21 +134,12 @@ def time_parts(spec: sae.SaeSpec) -> dict:
 
     @jax.jit
     def draws_only(arrays):
-        def body(t, total):
-            return total + program.hidden(data.sample_streams(static, arrays.streams, t), arrays, 0)[0, 0, 0]
+        return jax.lax.fori_loop(0, args.steps, lambda t, total: total + first_h(static, arrays, t)[0, 0], 0.0)
 
-        return jax.lax.fori_loop(0, args.steps, body, 0.0)
-
-    out = {}
-    for name, fn, inputs in (("sae_step_s", steps_only, (state, h)), ("draw_and_h_s", draws_only, (arrays,))):
-        jax.block_until_ready(fn(*inputs))
-        best = float("inf")
-        for _ in range(3):
-            started = time.perf_counter()
-            jax.block_until_ready(fn(*inputs))
-            best = min(best, time.perf_counter() - started)
-        out[name] = best / args.steps
-    return out
+    return {
+        "sae_step_s": bench._best_time(steps_only, state, first_h(static, arrays, 0), repeats=3) / args.steps,
+        "draw_and_h_s": bench._best_time(draws_only, arrays, repeats=3) / args.steps,
+    }
 
 
 spec = sae.SaeSpec(**grid)

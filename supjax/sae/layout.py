@@ -120,8 +120,8 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
                 mask=(np.arange(dictionary) < d[..., None]).astype(np.float32),
             )
             sae_def = program.definition(static, architecture)
-            first = [sae_def.init((r["seed"], r["model"]), models[0]["m"], dictionary) for r in block]
-            params = {k: np.stack([f[k] for f in first]).reshape(*shape, *first[0][k].shape) for k in first[0]}
+            drawn = [sae_def.init((r["seed"], r["model"]), models[0]["m"], dictionary) for r in block]
+            params = {k: np.stack([f[k] for f in drawn]).reshape(*shape, *drawn[0][k].shape) for k in drawn[0]}
             group_shape = program.GroupShape(architecture, models[0]["m"], shape, w)
             groups.append(Group(group_shape, index, params, hyper))
     static = _static(spec, toys, dictionary, k_max, widths, tuple(g.shape for g in groups))
