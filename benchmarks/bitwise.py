@@ -10,7 +10,8 @@ of the step: the fused gradient with and without tiles and sparse products, impo
 an axis), both cross-entropy losses, the copula and exclusive samplers, independent data, every
 built-in model and autodiff, TMS's conventions, width-scaled learning rates, activation density,
 every distribution family, unit values, bfloat16 products, the vmapped stream loop, snapshots, and a
-run resumed from a checkpoint in its middle (against itself uninterrupted, too).
+run resumed from a checkpoint in its middle (against itself uninterrupted, too). The ``sae_*`` configs
+train SAEs of every architecture on a small toy run (with a resume in the middle, too).
 """
 
 from __future__ import annotations
@@ -54,10 +55,44 @@ CONFIGS = {
     "stream_vmap": dict(stream_loop="vmap", alphas=(1.0, 2.0)),
     "snapshots": dict(snapshot_steps=4),
     "resume": dict(checkpoint_every=10, chunk_steps=10, max_to_keep=10),
+    "sae_all": dict(architectures=("topk", "batchtopk", "relu", "jumprelu"), ks=(1, 2), dictionary_ratios=(0.5, 1.0)),
+    "sae_resume": dict(architectures=("topk", "relu"), checkpoint_every=20, chunk_steps=20, max_to_keep=10),
 }
+SAE_BASE = dict(steps=60, batch_size=64, log_every=10, lrs=(0.01,), eval_batch_size=256, progress=False)
+
+
+def record_sae(name: str, changes: dict, out: Path) -> None:
+    import supjax
+    from supjax import sae
+
+    toy = supjax.run_sweep(supjax.SweepSpec(**BASE))
+    spec = sae.SaeSpec(**{**SAE_BASE, **changes})
+    arrays = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "saes"
+        run = sae.run_sae(toy, spec, out=run_dir)
+        if name == "sae_resume":
+            arrays["uninterrupted_losses"] = run.losses
+            for step_dir in (run_dir / "checkpoints").glob("*"):
+                if step_dir.name.isdigit() and int(step_dir.name) > 20:
+                    shutil.rmtree(step_dir)
+            for table in ("losses.npy", "l0.npy", "run.json"):
+                (run_dir / table).unlink()
+            run = sae.run_sae(toy, spec, out=run_dir, resume=True)
+        summary, features = sae.load_tables(run_dir)
+    arrays["losses"], arrays["l0"] = run.losses, run.l0
+    for k, state in enumerate(run.states):
+        for key, value in state["params"].items():
+            arrays[f"params/{k}/{key}"] = np.asarray(value)
+    for column in summary.select_dtypes("number").columns:
+        arrays[f"summary/{column}"] = summary[column].to_numpy()
+    arrays["best_cosine"] = features["best_cosine"]
+    np.savez(out / f"{name}.npz", **arrays)
 
 
 def record_one(name: str, changes: dict, out: Path) -> None:
+    if name.startswith("sae_"):
+        return record_sae(name, changes, out)
     import supjax
 
     spec = supjax.SweepSpec(**{**BASE, **changes})
@@ -100,7 +135,11 @@ def compare(a: Path, b: Path) -> int:
             continue
         x, y = np.load(fa), np.load(fb)
         keys = sorted(set(x.files) | set(y.files))
-        differing = [k for k in keys if k not in x.files or k not in y.files or not np.array_equal(x[k], y[k])]
+        differing = [
+            k
+            for k in keys
+            if k not in x.files or k not in y.files or not np.array_equal(x[k], y[k], equal_nan=x[k].dtype.kind == "f")
+        ]
         if "uninterrupted_losses" in x.files:  # the resumed run against its own uninterrupted run
             for z, where in ((x, a), (y, b)):
                 if not np.array_equal(z["losses"], z["uninterrupted_losses"]):

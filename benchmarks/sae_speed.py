@@ -7,7 +7,7 @@ The workload: one toy "model" (a random unit frame: n features in m dimensions, 
 on it, a grid over k (or lambda), learning rate, dictionary ratio and seed (N / 16 seeds). Three ways
 to train them, each timed after compiling (compile time excluded), on the same CPU core:
 
-* ``sweep``: :mod:`supjax.sae.program`'s ``sae_train_chunk`` with all N SAEs, each step's batch drawn
+* ``sweep``: the engine's ``train_chunk`` of :mod:`supjax.sae.program` with all N SAEs, each step's batch drawn
   once for all of them, vmapped 8 at a time (``sae_block`` as a CPU resolves it), and the same one
   SAE at a time (``sae_block = 1``) and all at once (``sae_block = N``);
 * ``loop_compiled``: the same program with one SAE, once per SAE, one after the other (its own batch
@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 from supjax import bench, data, sae
+from supjax.engine import program as engine
 from supjax.sae import layout, program
 
 parser = argparse.ArgumentParser()
@@ -69,9 +70,10 @@ def compiled_program(spec: sae.SaeSpec):
     hypers = tuple(g.hyper for g in plan.groups)
     first = tuple(g.params for g in plan.groups)
     if plan.static not in COMPILED:
-        states = program.sae_init_states(plan.static, first, hypers)
+        states = engine.init_states(plan.static, first, hypers)
         started = time.perf_counter()
-        chunk = program.sae_train_chunk.lower(plan.static, states, hypers, plan.arrays, 0, num_windows=args.steps // 10)
+        inputs = (hypers, plan.arrays)
+        chunk = engine.train_chunk.lower(plan.static, states, inputs, 0, num_windows=args.steps // 10)
         COMPILED[plan.static] = (chunk.compile(), time.perf_counter() - started)
     return plan, hypers, first, *COMPILED[plan.static]
 
@@ -81,9 +83,9 @@ def time_program(spec: sae.SaeSpec, repeats: int = 1) -> tuple[float, float]:
     plan, hypers, first, chunk, compile_s = compiled_program(spec)
     best = float("inf")
     for _ in range(repeats):
-        states = jax.block_until_ready(program.sae_init_states(plan.static, first, hypers))
+        states = jax.block_until_ready(engine.init_states(plan.static, first, hypers))
         started = time.perf_counter()
-        jax.block_until_ready(chunk(states, hypers, plan.arrays, 0))
+        jax.block_until_ready(chunk(states, (hypers, plan.arrays), 0))
         best = min(best, time.perf_counter() - started)
     return compile_s, best
 

@@ -18,14 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from supjax import bench, cli, results
+from supjax import bench, results
+from supjax.cli.toy import DEMO
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--tries", type=int, default=3)
 parser.add_argument("--json", help="write the results here")
 args = parser.parse_args()
 
-workloads = {"demo": cli.DEMO, "paper-slice": bench.WORKLOADS["paper-slice"]}
+workloads = {"demo": DEMO, "paper-slice": bench.WORKLOADS["paper-slice"]}
 rows = []
 for name, spec in workloads.items():
     for attempt in range(args.tries):

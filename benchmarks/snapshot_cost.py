@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from supjax import checkpoint, cli, run_sweep
+from supjax import checkpoint, run_sweep
+from supjax.cli.toy import DEMO
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--snapshots", type=int, default=8)
@@ -33,7 +34,7 @@ def timed_save(mgr, step, state):
 
 
 checkpoint.save = timed_save
-spec = cli.DEMO.replace(progress=False)
+spec = DEMO.replace(progress=False)
 rows = {}
 with tempfile.TemporaryDirectory() as tmp:
     run_sweep(spec.replace(steps=200, warmup_steps=20))  # compile caches warm for both

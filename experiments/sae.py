@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from supjax import SweepSpec, plots, sae
+from supjax import ConfigError, SweepSpec, plots, sae
 from supjax.configfile import parse_overrides
+from supjax.engine.spec import resume_diff
 
 NAME = "sae"
 SCALES = ("smoke", "quick")
@@ -100,9 +101,10 @@ def train_or_reuse(toy_run, spec: sae.SaeSpec, out) -> tuple[pd.DataFrame, dict,
     """Train the SAEs into ``out`` (resumed if interrupted), or reuse the evaluated run there."""
     timing_file = out / "experiment.json"
     if (out / "sae_summary.csv").is_file() and timing_file.is_file():
-        saved = sae.SaeSpec.from_toml(out / "sae.toml")
-        if saved.replace(progress=spec.progress) != spec:
-            raise SystemExit(f"{out} holds other SAEs; pass a new --out or delete it")
+        try:
+            resume_diff(sae.SaeSpec.from_toml(out / "sae.toml"), spec, out, "sae.toml")
+        except ConfigError:
+            raise SystemExit(f"{out} holds other SAEs; pass a new --out or delete it") from None
         summary, features = sae.load_tables(out)
         return summary, features, {**json.loads(timing_file.read_text()), "reused": True}
     started, cpu = time.perf_counter(), time.process_time()

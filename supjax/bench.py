@@ -21,6 +21,7 @@ import numpy as np
 
 from supjax import data, layout, program
 from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS, SweepSpec, distribution_key
+from supjax.engine import program as engine
 
 WORKLOADS = {
     # exp-10: one alpha, the six paper widths, ten weight decays: 60 models.
@@ -57,22 +58,19 @@ def measure(spec: SweepSpec, steps: int) -> dict:
     """Train every model of ``spec`` for ``steps`` steps, after a compile; return the rates."""
     spec = layout.resolve_for_backend(spec.replace(progress=False, log_every=1 if steps % 10 else 10))
     the_layout = layout.plan(spec)
-    static = the_layout.static
-    hypers = jax.device_put(tuple(g.hyper for g in the_layout.groups))
-    streams = jax.device_put(the_layout.streams)
-    keys = jax.device_put(tuple(g.init_keys for g in the_layout.groups))
-    states = jax.block_until_ready(program.init_states(static, keys, hypers))
+    job = the_layout.job()
+    states = jax.block_until_ready(engine.init_states(job.static, *job.init_args))
     windows = steps // spec.log_every
     started = time.perf_counter()
-    lowered = program.train_chunk.lower(static, states, hypers, streams, jnp.int32(0), num_windows=windows)
+    lowered = engine.train_chunk.lower(job.static, states, job.inputs, jnp.int32(0), num_windows=windows)
     compiled = lowered.compile()
     compile_s = time.perf_counter() - started
     memory = compiled.memory_analysis()
-    states, _ = jax.block_until_ready(compiled(states, hypers, streams, jnp.int32(0)))  # warm-up
+    states, _ = jax.block_until_ready(compiled(states, job.inputs, jnp.int32(0)))  # warm-up
     started = time.perf_counter()
-    states, logs = jax.block_until_ready(compiled(states, hypers, streams, jnp.int32(steps)))
+    states, logs = jax.block_until_ready(compiled(states, job.inputs, jnp.int32(steps)))
     seconds = time.perf_counter() - started
-    if not all(np.isfinite(np.asarray(log)).all() for log in logs):
+    if not all(np.isfinite(np.asarray(log)).all() for log in jax.tree.leaves(logs)):
         raise FloatingPointError("benchmark losses are not finite")
     model_steps = len(the_layout.rows) * steps
     program_bytes = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes

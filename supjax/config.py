@@ -1,46 +1,45 @@
-"""SweepSpec: the grid of toy models a sweep trains, each field declared once with its role.
+"""SweepSpec: the toy wing's grid of models, each field declared once with its role.
 
-Every field says what it is in its ``dataclasses.field(metadata=...)`` (see :func:`setting`):
+The roles and the declaration machinery (:func:`setting`, :class:`supjax.engine.spec.Spec`) are the
+engine's (:mod:`supjax.engine.spec`): ``static`` fields set shapes and code (the compile cache key
+is built from them and the ``result`` ones), ``traced`` and ``axis`` ones are per-model traced
+values, ``result`` ones move float32 rounding and are resolved for the backend when unset
+(:func:`supjax.layout.resolve_for_backend`), ``driving`` ones change nothing a run computes.
 
-* ``static``: sets shapes or code; each value compiles its own program. ``program.Static``,
-  the compile cache key, is built from these fields (and the ``result`` ones).
-* ``traced``: a per-model value, a traced array entry: a new value compiles nothing.
-* ``axis``: a grid axis; every combination of the axes is one model (traced per model;
-  ``widths`` also sets shapes: one group of models per width).
-* ``result``: how the work is laid out, but it moves float32 rounding (the batch tile, the
-  sparse products, the stream loop). Static too; an unset one is resolved for the backend
-  (:func:`supjax.layout.resolve_for_backend`) and kept in the run directory.
-* ``driving``: how the work is driven, saved and shown (chunks, checkpoints, progress);
-  changes no result, so a resume may change it.
-
-Everything that sorts fields by role is derived from these declarations: the compile key,
-:data:`RESULT_FIELDS` (what a resume must match), :data:`RESOLVED_FIELDS` and the docs'
-table of keys (:func:`reference`). Parsing (TOML, ``--set``, coercion) is in
-:mod:`supjax.configfile`; the checks are :data:`RULES` below, and the checks of the data
-and the model live beside their code (:func:`supjax.data.check_spec`,
-:func:`supjax.variants.check_spec`). Every check runs before anything is compiled and
-raises :class:`ConfigError`, one line: the field, the value, and the fix.
+Everything that sorts fields by role is derived from the declarations: the compile key,
+:data:`RESULT_FIELDS` (what a resume must match), :data:`RESOLVED_FIELDS` and the docs' table of
+keys (:func:`reference`). Parsing (TOML, ``--set``, coercion) is in :mod:`supjax.configfile`; the
+checks are :data:`SweepSpec.RULES` below, and the checks of the data and the model live beside
+their code (:func:`supjax.data.check_spec`, :func:`supjax.variants.check_spec`). Every check runs
+before anything is compiled and raises :class:`ConfigError`, one line: the field, the value, and the fix.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import importlib
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from supjax import configfile
+from supjax.engine import spec as declared
+from supjax.engine.spec import (
+    AXIS,
+    DRIVING,
+    RESULT,
+    STATIC,
+    TRACED,
+    choices_of,
+    each,
+    every_log,
+    positive,
+    setting,
+    whole_axis,
+)
 from supjax.errors import ConfigError
 
-STATIC, TRACED, AXIS, RESULT, DRIVING = "static", "traced", "axis", "result", "driving"
-ROLES = (STATIC, TRACED, AXIS, RESULT, DRIVING)
+__all__ = ["AXIS", "DRIVING", "RESULT", "STATIC", "TRACED", "ConfigError", "SweepSpec", "choices_of", "setting"]
 
 PAPER_WIDTHS = (10, 15, 25, 39, 63, 100)
 PAPER_WEIGHT_DECAYS = tuple(-1.0 + 2.0 * i / 9 for i in range(10))
@@ -48,26 +47,8 @@ PAPER_WEIGHT_DECAYS = tuple(-1.0 + 2.0 * i / 9 for i in range(10))
 PRECISIONS = ("float32", "tensorfloat32", "bfloat16")
 
 
-def setting(default: Any, role: str, doc: str, choices: tuple | str = ()) -> Any:
-    """A SweepSpec field: its default, its role (see the module docstring), one line of
-    documentation and, for a closed vocabulary, its choices (checked by :func:`validate`): a
-    tuple, or ``"module:NAME"``, the table in the module that implements them (its keys), so
-    that a new choice is one entry there."""
-    assert role in ROLES, role
-    return dataclasses.field(default=default, metadata={"role": role, "doc": doc, "choices": choices})
-
-
-def choices_of(field: dataclasses.Field) -> tuple:
-    """The choices a field declares (looked up in their module where named so)."""
-    choices = field.metadata["choices"]
-    if isinstance(choices, str):
-        module, _, name = choices.partition(":")
-        return tuple(getattr(importlib.import_module(module), name))
-    return choices
-
-
 @dataclass(frozen=True)
-class SweepSpec:
+class SweepSpec(declared.Spec):
     """A grid of toy models: every combination of the ``axis`` fields is one model.
 
     The grid is ``widths x weight_decays x importances x distributions x
@@ -104,7 +85,7 @@ class SweepSpec:
     warmup_steps: int = setting(2000, STATIC, "linear warmup steps")
     final_lr_fraction: float = setting(0.05, STATIC, "the cosine decays to this fraction of the peak")
     shared_data: bool = setting(True, STATIC, "models of one distribution, density and seed read the same batches")
-    loss: str = setting("mse", STATIC, "the objective", ("mse", "cross_entropy", "soft_cross_entropy"))
+    loss: str = setting("mse", STATIC, "the objective", "supjax.model:LOSSES")
     target: str = setting("identity", STATIC, "what the model reconstructs: x, or |x| (ARENA)", "supjax.model:TARGETS")
     feature_values: str = setting(
         "uniform_0_2", STATIC, "an active value's law: U(0, 2), TMS's U(0, 1), or U(-1, 1)", "supjax.data:VALUE_RANGES"
@@ -133,44 +114,23 @@ class SweepSpec:
     importance: str | None = setting(None, AXIS, "deprecated: the one-entry importances")
 
     def __post_init__(self):
-        for name, value in configfile.normalised(self).items():
-            object.__setattr__(self, name, value)
+        super().__post_init__()
         if self.importance is not None and self.importances == ("uniform",):
             warnings.warn("config key 'importance' is deprecated; use importances = [...]", DeprecationWarning, 3)
 
-    # ---- construction -------------------------------------------------------------
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SweepSpec:
-        """Build and validate a spec from plain values (a parsed TOML table)."""
-        names = cls.field_names()
-        for key in values:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(names)}"
-                raise ConfigError(key, values[key], f"unknown key; {hint}")
-        return cls(**values).validate()
-
-    @classmethod
-    def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> SweepSpec:
-        """Read a TOML file, apply ``key=value`` overrides (TOML values), validate."""
-        return cls.from_dict(configfile.read_toml(path, overrides))
-
-    def replace(self, **changes) -> SweepSpec:
-        return dataclasses.replace(self, **changes).validate()
-
     def to_dict(self) -> dict[str, Any]:
         """Plain values of every set field (a deprecated key only where it was used)."""
-        values = {name: configfile.plain(getattr(self, name)) for name in self.field_names()}
-        return {k: v for k, v in values.items() if not (k == "importance" and v is None)}
+        return {k: v for k, v in super().to_dict().items() if not (k == "importance" and v is None)}
 
     def validate(self) -> SweepSpec:
-        """Check every field (:func:`validate`); raise :class:`ConfigError` on the first bad one."""
-        return validate(self)
+        """The declared types and choices, then :data:`RULES`, then the checks of the data and of
+        the model beside their code; raises the first :class:`ConfigError`."""
+        from supjax import data, variants  # the checks beside the code they guard
+
+        super().validate()
+        data.check_spec(self)
+        variants.check_spec(self)
+        return self
 
     # ---- the grid -----------------------------------------------------------------
 
@@ -246,83 +206,21 @@ def distribution_key(label: str, activation_density: float) -> str:
 
 def fields_of(*roles: str) -> tuple[str, ...]:
     """The SweepSpec fields with one of ``roles``, in declaration order."""
-    return tuple(f.name for f in dataclasses.fields(SweepSpec) if f.metadata["role"] in roles)
+    return declared.fields_of(SweepSpec, *roles)
 
 
 # Two runs that agree on these (and on the batches, kept in batches.json) agree bitwise on one backend.
-RESULT_FIELDS = fields_of(STATIC, TRACED, AXIS, RESULT)
+RESULT_FIELDS = declared.result_fields(SweepSpec)
 # Result fields that a run resolves for its backend when unset, and keeps in its config.toml.
-RESOLVED_FIELDS = tuple(
-    f.name for f in dataclasses.fields(SweepSpec) if f.metadata["role"] == RESULT and f.default is None
-)
+RESOLVED_FIELDS = declared.resolved_fields(SweepSpec)
 
 
 def reference() -> list[dict[str, str]]:
     """Every config key with its type, default, role, choices and one line: the docs' table."""
-    return [
-        {
-            "key": f.name,
-            "type": str(f.type),
-            "default": repr(configfile.plain(f.default)),
-            "role": f.metadata["role"],
-            "choices": ", ".join(choices_of(f)),
-            "doc": f.metadata["doc"],
-        }
-        for f in dataclasses.fields(SweepSpec)
-    ]
+    return declared.reference(SweepSpec)
 
 
-# ---- validation: the types and choices from the declarations, then a table of rules --------
-
-
-def validate(spec: SweepSpec) -> SweepSpec:
-    """Check every field: its declared type and choices, then :data:`RULES`, then the checks
-    of the data and of the model beside their code. Raises the first :class:`ConfigError`."""
-    from supjax import data, variants  # the checks beside the code they guard
-
-    for f in dataclasses.fields(SweepSpec):
-        value = getattr(spec, f.name)
-        configfile.check_type(f.name, value, f.type)
-        choices = choices_of(f)
-        if choices and value is not None and value not in choices:
-            raise ConfigError(f.name, value, f"use one of {', '.join(choices)}")
-    for fields, rule in RULES:
-        for name in fields:
-            problem = rule(spec, getattr(spec, name))
-            if problem:
-                value, problem = problem if isinstance(problem, tuple) else (getattr(spec, name), problem)
-                raise ConfigError(name, value, problem)
-    data.check_spec(spec)
-    variants.check_spec(spec)
-    return spec
-
-
-Rule = Callable[[SweepSpec, Any], "str | tuple[Any, str] | None"]
-
-
-def each(check: Rule) -> Rule:
-    """A rule for every entry of a grid axis: the first bad entry and why."""
-
-    def rule(spec, values):
-        for value in values:
-            problem = check(spec, value)
-            if problem:
-                return value, problem
-        return None
-
-    return rule
-
-
-def _positive(spec, v):
-    return None if v is None or v > 0 else "must be a positive integer"
-
-
-def _whole_axis(spec, values):
-    if not values:
-        return [], "the grid axis is empty; give at least one value"
-    if len(set(values)) != len(values):
-        return list(values), "contains duplicates; list each value once"
-    return None
+# ---- the rules -------------------------------------------------------------------------------
 
 
 def _snapshots(spec, v):
@@ -346,10 +244,6 @@ def _max_models(spec, v):
     return None
 
 
-def _every_log(spec, v):
-    return None if v is None or v % spec.log_every == 0 else f"must be a multiple of log_every = {spec.log_every}"
-
-
 def _tile(spec, v):
     return None if v is None or spec.batch_size % v == 0 else f"must divide batch_size = {spec.batch_size}; or unset it"
 
@@ -370,20 +264,20 @@ def _old_importance(spec, v):
 
 # (fields, rule(spec, value) -> None, a problem, or (the bad entry, a problem)), checked in order.
 AXES = ("widths", "weight_decays", "importances", "distribution", "alphas", "activation_densities", "seeds")
-RULES: list[tuple[tuple[str, ...], Rule]] = [
-    (("n", "batch_size", "steps", "log_every", "chunk_steps", "max_models_per_batch"), _positive),
-    (("checkpoint_every", "max_to_keep", "correlation_block", "batch_tile"), _positive),
+SweepSpec.RULES = [
+    (("n", "batch_size", "steps", "log_every", "chunk_steps", "max_models_per_batch"), positive),
+    (("checkpoint_every", "max_to_keep", "correlation_block", "batch_tile"), positive),
     (("warmup_steps",), lambda s, v: None if v >= 0 else "must be a non-negative integer"),
-    (("log_every",), lambda s, v: None if s.steps % v == 0 else f"must divide steps = {s.steps}; try 1 or 10"),
-    (("checkpoint_every",), _every_log),
+    (("log_every",), declared.divides_steps),
+    (("checkpoint_every",), every_log),
     (("batch_tile",), _tile),
     (("snapshot_steps",), _snapshots),
     (("lr",), lambda s, v: None if v > 0 else "the peak learning rate must be > 0"),
     (("final_lr_fraction",), lambda s, v: None if 0 <= v <= 1 else "must lie in [0, 1]"),
-    (AXES, _whole_axis),
+    (AXES, whole_axis),
     (("n",), lambda s, v: "more than 10^7 features; the toy model keeps [batch, n] arrays" if v > 1e7 else None),
     (("max_models_per_batch",), _max_models),
-    (("widths",), each(_positive)),
+    (("widths",), each(positive)),
     (("widths",), each(_width)),
     (("seeds",), each(lambda s, v: None if 0 <= v < 2**31 else "must be a non-negative integer below 2^31")),
     (("weight_decays",), each(lambda s, v: None if abs(v) <= 1e3 else "out of range; the paper's lie in [-1, 1]")),

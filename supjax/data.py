@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from supjax.errors import ConfigError
+from supjax.model import LOSSES
 
 FAMILIES = ("power", "exponential", "linear", "constant", "file")
 # feature_values: the law of an active feature's value, U(low, high): the paper's, TMS's, and
@@ -38,14 +40,14 @@ def value_range(feature_values: str, target: str = "identity") -> tuple[float, f
 def sampler_kind(spec) -> str:
     """``independent``, ``copula`` (correlated blocks) or ``exclusive`` (one active per block) for
     a spec or a ``program.Static``; cross-entropy draws one active feature among all n."""
-    if spec.exclusive_blocks or spec.loss == "cross_entropy":
+    if spec.exclusive_blocks or LOSSES[spec.loss].one_active_feature:
         return "exclusive"
     return "copula" if spec.correlation_block > 1 else "independent"
 
 
 def block_size(spec) -> int:
     """Features per block of the correlated samplers (all n for cross-entropy's one active feature)."""
-    return spec.n if spec.loss == "cross_entropy" else spec.correlation_block
+    return spec.n if LOSSES[spec.loss].one_active_feature else spec.correlation_block
 
 
 def stream_tables(spec, p: np.ndarray) -> dict[str, np.ndarray]:
@@ -56,9 +58,30 @@ def stream_tables(spec, p: np.ndarray) -> dict[str, np.ndarray]:
     if kind == "independent":
         thresholds, scales = sampler_tables(p, high - low)
         return {"thresholds": thresholds, "scales": scales}
-    if spec.loss == "cross_entropy":  # one active feature per sample, drawn with probability p_i / sum p
+    if LOSSES[spec.loss].one_active_feature:  # drawn with probability p_i / sum p
         return correlated_tables(p / p.sum(), "exclusive", spec.n, high - low)
     return correlated_tables(p, kind, spec.correlation_block, high - low)
+
+
+class Streams(NamedTuple):
+    """The data streams a program draws from, host or device arrays (traced)."""
+
+    keys: Any  # [seeds, 2] key data: one bit stream per seed (or per model without shared data)
+    seed_of: Any  # [S] the bit stream each data stream reads
+    tables: Any  # sampler tables of every stream, [S, ...] (see stream_tables)
+    correlation: Any  # the within-block correlation rho
+
+
+def make_streams(spec, probabilities: list[np.ndarray], key_data, seed_of, correlation: float) -> Streams:
+    """The :class:`Streams` of ``spec``'s sampler (a spec or a ``Static``) over one stream per entry
+    of ``probabilities`` (p: [n] each), reading the bit streams of ``key_data`` ([seeds, 2]) by ``seed_of``."""
+    tables = [stream_tables(spec, p) for p in probabilities]
+    return Streams(
+        keys=np.asarray(key_data),
+        seed_of=np.array(seed_of, np.int32),
+        tables={k: np.stack([t[k] for t in tables]) for k in tables[0]},
+        correlation=np.float32(correlation),
+    )
 
 
 def distribution_labels(entries: tuple[str, ...], alphas: tuple[float, ...]) -> tuple[str, ...]:
@@ -104,7 +127,7 @@ def check_spec(spec) -> None:
         raise ConfigError(field, list(labels), "contains duplicates; list each value once")
     if spec.unit_values and spec.feature_values != "uniform_0_2":
         raise ConfigError("unit_values", True, "sets every active value to 1; drop feature_values or unit_values")
-    if spec.loss == "cross_entropy" and (spec.correlation_block > 1 or spec.exclusive_blocks):
+    if LOSSES[spec.loss].one_active_feature and (spec.correlation_block > 1 or spec.exclusive_blocks):
         raise ConfigError("loss", spec.loss, "draws one active feature per sample; drop the correlation options")
     if spec.n % spec.correlation_block:
         raise ConfigError("correlation_block", spec.correlation_block, f"must divide n = {spec.n}")

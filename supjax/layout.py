@@ -26,10 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from supjax import data, model, optim
+from supjax import data, model, optim, sharding
 from supjax.config import RESULT, STATIC, SweepSpec, fields_of
+from supjax.data import Streams
+from supjax.engine.driver import Job
+from supjax.engine.layout import PADDING, Placement
 from supjax.errors import ConfigError
-from supjax.program import GroupShape, Hyper, Static, Streams
+from supjax.program import GroupShape, Hyper, Static
 
 _INIT_TAG, _DATA_TAG = 1, 2
 
@@ -66,37 +69,15 @@ def model_table(spec: SweepSpec) -> list[dict]:
 
 
 @dataclass(frozen=True)
-class Group:
-    """The models of one width, laid out [D, G]."""
+class Group(Placement):
+    """The models of one width, laid out [D, G] (``shape``): their model and row indices
+    (:class:`~supjax.engine.layout.Placement`, with the padding for several devices), the data
+    stream each of the D rows reads, initial keys and traced hyperparameters."""
 
-    m: int
-    model_index: np.ndarray  # [D * G] indices into the sweep's model table; -1 for padding
-    local_index: np.ndarray  # [D * G] positions in the layout's rows; -1 for padding
-    shape: tuple[int, int]  # (D, G)
-    reads: tuple[int, ...]  # the data stream each of the D rows reads
-    init_keys: np.ndarray  # [D, G, 2] key data
-    hyper: Hyper  # [D, G] each; importance [D, G, n] or None
-
-    # The padding marker (index -1) is read here and nowhere else.
-    @property
-    def indices(self) -> np.ndarray:
-        """The model index of every real model of the group, in [D, G] order."""
-        return self.model_index[self.model_index >= 0]
-
-    @property
-    def rows(self) -> np.ndarray:
-        """The layout row of every real model, in the order of :attr:`indices`."""
-        return self.local_index[self.model_index >= 0]
-
-    @property
-    def padding(self) -> int:
-        return int(np.sum(self.model_index < 0))
-
-    def real(self, values) -> np.ndarray:
-        """``values: [D, G, ...]`` of the group's real models: ``[len(indices), ...]``."""
-        values = np.asarray(values)
-        assert values.shape[:2] == self.shape, f"values: {values.shape}, the group is [D, G] = {self.shape}"
-        return values.reshape(-1, *values.shape[2:])[self.model_index >= 0]
+    m: int = 0
+    reads: tuple[int, ...] = ()  # the data stream each of the D rows reads
+    init_keys: np.ndarray | None = None  # [D, G, 2] key data
+    hyper: Hyper | None = None  # [D, G] each; importance [D, G, n] or None
 
 
 @dataclass(frozen=True)
@@ -120,7 +101,7 @@ class Layout:
     @property
     def sparse_capacity(self) -> int:
         """Slots per row of the sparse x products (0: dense), from the densest stream."""
-        if not self.spec.sparse_products or self.spec.loss != "mse":
+        if not self.spec.sparse_products or not model.LOSSES[self.spec.loss].squared_error:
             return 0
         return max(data.active_capacity(r["expected_active"]) for r in self.rows)
 
@@ -141,6 +122,27 @@ class Layout:
     def _total_width(self) -> int:
         """Sum of m over the real models (padding excluded)."""
         return sum(g.m * len(g.indices) for g in self.groups)
+
+    def job(self) -> Job:
+        """What the engine's driver trains: the program, its inputs on the devices, what it logs."""
+        spec, devices = self.spec, self.devices
+        hypers = sharding.put(tuple(g.hyper for g in self.groups), devices, sharded=True)
+        streams = sharding.put(self.streams, devices, sharded=False)
+        keys = sharding.put(tuple(g.init_keys for g in self.groups), devices, sharded=True)
+        return Job(
+            static=self.static,
+            groups=self.groups,
+            rows=len(self.rows),
+            logs=("losses",),
+            init_args=(keys, hypers),
+            inputs=(hypers, streams),
+            key_data=self.streams.keys,
+            flops_per_step=self.flops_per_step,
+            devices=devices,
+            chunk_steps=spec.chunk_steps,
+            checkpoint_every=spec.checkpoint_every,
+            snapshot_steps=spec.snapshot_schedule,
+        )
 
 
 def resolve_for_backend(spec: SweepSpec, backend: str | None = None) -> SweepSpec:
@@ -202,10 +204,10 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
         reads = tuple(streams.index(_stream_of(r, spec.shared_data)) for r in group_rows[::num_decays])
         keys = jnp.stack([jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows])
         hyper = _hyper(spec, group_rows, shape)
-        index = np.array([r["index"] if k < real else -1 for k, r in enumerate(group_rows)])
-        local = np.array([position[i] if i >= 0 else -1 for i in index])
+        index = np.array([r["index"] if k < real else PADDING for k, r in enumerate(group_rows)])
+        local = np.array([position[i] if i != PADDING else PADDING for i in index])
         init_keys = np.asarray(jax.random.key_data(keys)).reshape(*shape, -1)
-        groups.append(Group(m, index, local, shape, reads, init_keys, hyper))
+        groups.append(Group(index, local, shape, m=m, reads=reads, init_keys=init_keys, hyper=hyper))
 
     stream_rows = [first_row[s] for s in streams]
     if spec.shared_data:
@@ -216,15 +218,9 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
     else:
         keys = [jax.random.fold_in(_seed_key(r["seed"], _DATA_TAG), _identity(r)) for r in stream_rows]
         seed_of = list(range(len(stream_rows)))
-    tables = [
-        data.stream_tables(spec, spec.probabilities(r["distribution"], r["activation_density"])) for r in stream_rows
-    ]
-    the_streams = Streams(
-        keys=np.asarray(jax.random.key_data(jnp.stack(keys))),
-        seed_of=np.array(seed_of, np.int32),
-        tables={k: np.stack([t[k] for t in tables]) for k in tables[0]},
-        correlation=np.float32(spec.correlation),
-    )
+    probabilities = [spec.probabilities(r["distribution"], r["activation_density"]) for r in stream_rows]
+    key_data = np.asarray(jax.random.key_data(jnp.stack(keys)))
+    the_streams = data.make_streams(spec, probabilities, key_data, seed_of, spec.correlation)
     return Layout(spec, rows, tuple(groups), the_streams, devices)
 
 
@@ -236,31 +232,6 @@ def _hyper(spec: SweepSpec, rows: list[dict], shape: tuple[int, int]) -> Hyper:
         vectors = {label: data.feature_importance(label, spec.n).astype(np.float32) for label in spec.importance_labels}
         importance = np.stack([vectors[r["importance"]] for r in rows]).reshape(*shape, spec.n)
     return Hyper(**scalars, importance=importance)
-
-
-def relayout(layout: Layout, saved: dict, like: tuple) -> tuple:
-    """Saved group states in this layout's [D, G] order and pytree types (those of ``like``),
-    matched model by model: the padding for several devices may differ from the run that
-    saved them. ``saved`` holds ``states`` (one dict of TrainState fields per group) and
-    ``index`` (the model index of every saved row)."""
-    states = []
-    for group, state, index, template in zip(layout.groups, saved["states"], saved["index"], like, strict=True):
-        row_of = {int(i): k for k, i in enumerate(np.asarray(index)) if i >= 0}  # the saved run's padding
-        rows = [row_of[int(i)] for i in group.indices]
-        rows += [rows[-1]] * group.padding  # padding copies the last model
-        leaves = [_take_models(a, rows, group.shape) for a in jax.tree.leaves(state)]
-        fields = template._asdict()  # saved by field name: the leaves of both dicts come in key order
-        if [a.shape for a in leaves] != [a.shape for a in jax.tree.leaves(fields)]:
-            raise ConfigError(
-                "--resume", f"width {group.m}", "the checkpoint holds another model layout; start a new run"
-            )
-        states.append(type(template)(**jax.tree.unflatten(jax.tree.structure(fields), leaves)))
-    return tuple(states)
-
-
-def _take_models(a, rows: list[int], shape: tuple[int, int]) -> np.ndarray:
-    a = np.asarray(a)
-    return a.reshape(-1, *a.shape[2:])[rows].reshape(*shape, *a.shape[2:])
 
 
 def blocks(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:

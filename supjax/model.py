@@ -6,6 +6,8 @@ y = ReLU(x W W^T + b) for a row-vector batch ``x: [B, n]``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -15,6 +17,20 @@ Params = dict[str, jax.Array]
 # reconstruction of x, or |x| (ARENA's "computation in superposition": with signed features,
 # feature_values = "uniform_-1_1", and the hidden-ReLU model, which must compute |x_i|).
 TARGETS = {"identity": lambda x: x, "abs": jnp.abs}
+
+
+class Loss(NamedTuple):
+    """A training objective (the ``loss`` config field) and what it asks of the data and the step."""
+
+    squared_error: bool  # the squared error: importance weights, targets, sparse products and every model apply
+    one_active_feature: bool  # every sample has one active feature, drawn with probability p_i / sum p
+
+
+LOSSES = {
+    "mse": Loss(squared_error=True, one_active_feature=False),
+    "cross_entropy": Loss(squared_error=False, one_active_feature=True),
+    "soft_cross_entropy": Loss(squared_error=False, one_active_feature=False),
+}
 
 
 def init_params(key: jax.Array, n: int, m: int, weight_init: str = "normal", bias_init: str = "normal") -> Params:

@@ -1,11 +1,12 @@
-"""The compiled program of a sweep, on one screen: one model's step, vmapped over a width group,
+"""The toy wing's compiled program, on one screen: one model's step, vmapped over a width group,
 scanned over steps (PureJaxRL's ``make_train(config) -> train``).
 
-``make_train(static)`` returns ``init`` (every model's first state) and ``train`` (a ``scan`` over
-windows of ``log_every`` steps of a ``scan`` over steps; each step draws every data stream's batch
-once and steps every width group on it). :data:`init_states` and :data:`train_chunk` jit them, cached
-on :class:`Static`. The split is in the types: :class:`Static` sets shapes and code (a new value
-compiles a new program); :class:`Hyper`, :class:`TrainState` and :class:`Streams` are traced arrays.
+``make_train(static)`` returns the engine's :class:`~supjax.engine.program.Program`: ``init``
+(every model's first state) and ``train`` (:func:`supjax.engine.program.windows` of steps; each step
+draws every data stream's batch once and steps every width group on it). It is registered for
+:class:`Static`, so the engine's jitted ``init_states`` and ``train_chunk`` run it. The split is in
+the types: :class:`Static` sets shapes and code (a new value compiles a new program); :class:`Hyper`,
+:class:`TrainState` and :class:`~supjax.data.Streams` are traced arrays.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import optax
 
 from supjax import data, model, optim, sharding, variants
 from supjax.config import RESULT, STATIC, fields_of
+from supjax.data import Streams
+from supjax.engine import program as engine
+from supjax.engine.program import OneModel, Program
 
 # The compile cache key: the spec's static and result fields (resolved for the backend) and the layout.
 LAYOUT_FIELDS = (("sparse_capacity", int), ("devices", int), ("groups", tuple))  # slots, devices, GroupShapes
@@ -52,18 +56,6 @@ class TrainState(NamedTuple):
     diverged_at: Any  # the step the loss or weights stopped being finite; -1 while alive
 
 
-class Streams(NamedTuple):
-    keys: Any  # [seeds, 2] key data: one bit stream per seed (or per model without shared data)
-    seed_of: Any  # [S] the bit stream each data stream reads
-    tables: Any  # sampler tables of every stream, [S, ...] (see supjax.data)
-    correlation: Any  # the within-block correlation rho
-
-
-class OneModel(NamedTuple):
-    init: Any  # (key, hyper, m) -> TrainState
-    step: Any  # (state, hyper, x, t, active) -> (state, reported loss; NaN once diverged)
-
-
 def make_step(static) -> OneModel:
     """ONE model: its :class:`supjax.variants.ModelDef` and the signed-weight-decay AdamW."""
     definition = variants.definition(static)
@@ -93,11 +85,6 @@ def make_step(static) -> OneModel:
     return OneModel(init, step)
 
 
-class Program(NamedTuple):
-    init: Any  # (init_keys, hypers) -> states: one [D, G] TrainState per width group
-    train: Any  # (states, hypers, streams, first_step, num_windows) -> (states, losses)
-
-
 def make_train(static) -> Program:
     """Every width group's [D, G] models: the one-model step vmapped over the G weight decays and
     importances (the batch broadcast: one wide product) and mapped (CPU) or vmapped over D streams."""
@@ -114,8 +101,7 @@ def make_train(static) -> Program:
         groups = zip(static.groups, init_keys, hypers, strict=True)
         return tuple(jax.vmap(jax.vmap(functools.partial(one.init, m=g.m)))(_keys(k), h) for g, k, h in groups)
 
-    def one_step(carry, t, hypers: tuple, streams: Streams):
-        states, totals = carry
+    def step_every_group(states: tuple, t, hypers: tuple, streams: Streams):
         x = data.sample_streams(static, streams, t)  # [S, B, n]: every stream's batch, drawn once a step
 
         def step_all(active):
@@ -123,43 +109,38 @@ def make_train(static) -> Program:
                 step_group(state, hyper, sharding.rows(static, g, x), t, sharding.rows(static, g, active))
                 for g, state, hyper in zip(static.groups, states, hypers, strict=True)
             ]
-            return tuple(s for s, _ in out), tuple(total + loss for total, (_, loss) in zip(totals, out, strict=True))
+            return tuple(s for s, _ in out), tuple({"losses": loss} for _, loss in out)
 
         if not static.sparse_capacity:
-            return step_all(None), None
+            return step_all(None)
         # A batch with a row of more nonzeros than the sparse slots (about 1e-9 of rows) takes the dense products.
         active, fits = model.active_batches(x, static.sparse_capacity)
-        return jax.lax.cond(fits, step_all, lambda _: step_all(None), active), None
+        return jax.lax.cond(fits, step_all, lambda _: step_all(None), active)
 
-    def train(states: tuple, hypers: tuple, streams: Streams, first_step, num_windows: int):
-        """``num_windows * log_every`` steps: (states, one [windows, D, G] window-mean loss array per group)."""
+    def train_windows(states: tuple, hypers: tuple, streams: Streams, first_step, num_windows: int):
+        """``num_windows * log_every`` steps: (states, per group {"losses": [windows, D, G]} window means)."""
 
-        def one_window(states, w):
-            zeros = tuple(jnp.zeros_like(h.weight_decay) for h in hypers)
-            steps = first_step + w * static.log_every + jnp.arange(static.log_every)
-            step = functools.partial(one_step, hypers=hypers, streams=streams)
-            (states, totals), _ = jax.lax.scan(step, (states, zeros), steps)
-            return states, tuple(total / static.log_every for total in totals)
+        def zeros():
+            return tuple({"losses": jnp.zeros_like(h.weight_decay)} for h in hypers)
 
-        return jax.lax.scan(one_window, states, jnp.arange(num_windows))
+        step = functools.partial(step_every_group, hypers=hypers, streams=streams)
+        return engine.windows(step, zeros, static.log_every)(states, first_step, num_windows)
 
-    return Program(init, train)
+    def init_precise(init_keys: tuple, hypers: tuple) -> tuple:
+        with jax.default_matmul_precision(static.precision):
+            return sharding.over_models(init, static)(init_keys, hypers)
+
+    def train(states: tuple, inputs: tuple, first_step, num_windows: int):
+        """``inputs``: (hypers, streams)."""
+        chunk = functools.partial(train_windows, num_windows=num_windows)
+        with jax.default_matmul_precision(static.precision):
+            return sharding.over_models(chunk, static, logs=True)(states, *inputs, first_step)
+
+    return Program(init_precise, train)
 
 
 def _keys(key_data):
     return jax.random.wrap_key_data(key_data)
 
 
-@functools.partial(jax.jit, static_argnames="static")
-def init_states(static, init_keys: tuple, hypers: tuple) -> tuple:
-    """The initial state of every model: one [D, G] TrainState per width group."""
-    with jax.default_matmul_precision(static.precision):
-        return sharding.over_models(make_train(static).init, static)(init_keys, hypers)
-
-
-@functools.partial(jax.jit, static_argnames=("static", "num_windows"), donate_argnames="states")
-def train_chunk(static, states: tuple, hypers: tuple, streams: Streams, first_step, num_windows: int):
-    """Jitted ``train``, the states donated (updated in place)."""
-    train = functools.partial(make_train(static).train, num_windows=num_windows)
-    with jax.default_matmul_precision(static.precision):
-        return sharding.over_models(train, static, logs=True)(states, hypers, streams, first_step)
+engine.register(Static, make_train)

@@ -22,7 +22,6 @@ import csv
 import html
 import json
 import math
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from supjax.config import RESOLVED_FIELDS, RESULT_FIELDS, SweepSpec, distribution_key
+from supjax.engine import rundir
+from supjax.engine.rundir import save_atomic, write_atomic
 from supjax.errors import ConfigError, RunDirError
 
 COLUMNS = (
@@ -141,19 +142,7 @@ class Run:
 
 def prepare_run_dir(path: str | Path) -> Path:
     """Refuse an existing non-empty directory, then create ``path``."""
-    path = Path(path)
-    if (path / "batches.json").is_file():
-        raise RunDirError(path, "holds a run; add --resume to continue it, or choose a new --out")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise RunDirError(path, "exists and is not empty; choose a new --out")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise RunDirError(path, f"cannot write there ({err.strerror}); choose a writable --out") from None
-    return path
+    return rundir.prepare(path, "batches.json")
 
 
 def start_run_dir(path: str | Path, spec: SweepSpec, rows: list[dict], batches: list[list[int]]) -> None:
@@ -192,8 +181,8 @@ def save_run(run: Run, path: str | Path) -> None:
     path = Path(path)
     write_atomic(path / "config.toml", to_toml(run.spec.to_dict()))
     _write_models(path, run.models)
-    _save_atomic(path / "losses.npy", lambda f: np.save(f, run.losses))
-    _save_atomic(path / "probabilities.npz", lambda f: np.savez(f, **run.probabilities))
+    save_atomic(path / "losses.npy", lambda f: np.save(f, run.losses))
+    save_atomic(path / "probabilities.npz", lambda f: np.savez(f, **run.probabilities))
     write_atomic(path / "run.json", json.dumps(run.info, indent=2) + "\n")
 
 
@@ -203,7 +192,7 @@ def _write_models(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows({"diverged_at": -1, **row} for row in rows)
 
-    _save_atomic(path / "models.csv", write, mode="w")
+    save_atomic(path / "models.csv", write, mode="w")
 
 
 def load_run(path: str | Path) -> Run:
@@ -279,19 +268,6 @@ def _typed_row(row: dict) -> dict:
     for key in ("weight_decay", "alpha", "activation_density", "expected_active", "lr_w", "lr_b"):
         out[key] = float(row[key]) if row[key] not in ("", "nan") else math.nan
     return out
-
-
-def _save_atomic(path: Path, write, mode: str = "wb") -> None:
-    """``write(file)`` into ``path`` through a temporary file, so a reader never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as f:
-        write(f)
-    os.replace(tmp, path)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` into ``path`` through a temporary file, so a reader never sees half of it."""
-    _save_atomic(path, lambda f: f.write(text), mode="w")
 
 
 def _mean(values: np.ndarray) -> str:

@@ -1,16 +1,19 @@
 """Where a run directory stands, while a sweep trains it or after it stopped: ``supjax status RUN``.
 
-Read from the files alone, without loading a checkpoint or importing the trainer:
-``config.toml`` and ``batches.json`` (the models and batches), ``progress.json`` (the step
-the running or last sweep reached, its rate, divergences so far; written at every chunk
-end), the step names under ``checkpoints/batch-KKK/`` (what is checkpointed), ``lock``
-(whether a process holds the directory) and ``losses.npy`` (finished).
+Read from the files alone, without loading a checkpoint or importing the trainer, for a run of
+any wing: its config and table (the toy models' ``config.toml`` and ``batches.json``, or an SAE
+run's ``sae.toml`` and ``saes.csv``), ``progress.json`` (the step the running or last sweep
+reached, its rate, divergences so far; written by the engine's driver at every chunk end), the
+step names under the checkpoint directories (what is checkpointed), ``lock`` (whether a process
+holds the directory) and the finished tables.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import time
+import tomllib
 from pathlib import Path
 
 from supjax import lock
@@ -21,32 +24,34 @@ from supjax.errors import RunDirError
 def run_status(path: str | Path) -> dict:
     """The state of the run in ``path`` as plain values (what ``supjax status --json`` prints)."""
     path = Path(path)
-    if not (path / "config.toml").is_file() or not (path / "batches.json").is_file():
-        raise RunDirError(path, "holds no run (no config.toml or batches.json); pass a directory made by supjax sweep")
-    spec = SweepSpec.from_toml(path / "config.toml")
+    if (path / "sae.toml").is_file():
+        wing = _sae_run(path)
+    elif (path / "config.toml").is_file() and (path / "batches.json").is_file():
+        wing = _toy_run(path)
+    else:
+        raise RunDirError(path, "holds no run (no config.toml and batches.json, nor sae.toml); pass a run directory")
     try:
-        batches = json.loads((path / "batches.json").read_text())
         progress = json.loads((path / "progress.json").read_text()) if (path / "progress.json").is_file() else {}
     except (ValueError, OSError) as err:
-        raise RunDirError(path, f"has a damaged batches.json or progress.json ({err}); rerun with --resume") from None
+        raise RunDirError(path, f"has a damaged progress.json ({err}); rerun with --resume") from None
     holder = lock.holder(path)
-    finished = (path / "losses.npy").is_file() and (path / "models.csv").is_file()
     rows = []
-    for k, models in enumerate(batches):
-        checkpointed = _checkpoint_steps(path / "checkpoints" / f"batch-{k:03d}")
-        last = max(checkpointed, default=0)
+    for k, (models, directory) in enumerate(zip(wing["batches"], wing["checkpoints"], strict=True)):
+        last = max(_checkpoint_steps(directory), default=0)
         reached = last
         if progress.get("batch") == k:
             reached = max(reached, int(progress.get("step", 0)))
         elif progress.get("batch", -1) > k:
-            reached = spec.steps
-        rows.append({"batch": k, "models": len(models), "step": reached, "checkpointed": last})
+            reached = wing["steps"]
+        rows.append({"batch": k, "models": models, "step": reached, "checkpointed": last})
     done = sum(r["step"] * r["models"] for r in rows)
-    total = spec.steps * spec.num_models
+    total = wing["steps"] * sum(wing["batches"])
+    finished = wing["finished"]
     status = {
         "run": str(path),
-        "models": spec.num_models,
-        "steps": spec.steps,
+        "kind": wing["kind"],
+        "models": sum(wing["batches"]),
+        "steps": wing["steps"],
         "batches": rows,
         "model_steps_done": done,
         "model_steps_total": total,
@@ -54,6 +59,7 @@ def run_status(path: str | Path) -> dict:
         "running": holder is not None,
         "holder": holder,
         "diverged": progress.get("diverged", []),
+        "resume": wing["resume"],
     }
     if progress:
         elapsed = float(progress["updated"]) - float(progress["started"])
@@ -62,6 +68,39 @@ def run_status(path: str | Path) -> dict:
         if rate and not finished:
             status["eta_s"] = (total - done) / rate
     return status
+
+
+def _toy_run(path: Path) -> dict:
+    spec = SweepSpec.from_toml(path / "config.toml")
+    try:
+        batches = json.loads((path / "batches.json").read_text())
+    except (ValueError, OSError) as err:
+        raise RunDirError(path, f"has a damaged batches.json ({err}); start a new run") from None
+    return {
+        "kind": "toy",
+        "steps": spec.steps,
+        "batches": [len(b) for b in batches],
+        "checkpoints": [path / "checkpoints" / f"batch-{k:03d}" for k in range(len(batches))],
+        "finished": (path / "losses.npy").is_file() and (path / "models.csv").is_file(),
+        "resume": f"supjax sweep {path}/config.toml --out {path} --resume",
+    }
+
+
+def _sae_run(path: Path) -> dict:
+    try:
+        steps = int(tomllib.loads((path / "sae.toml").read_text())["steps"])
+        with open(path / "saes.csv", newline="") as f:
+            saes = sum(1 for _ in csv.DictReader(f))
+    except (ValueError, OSError, KeyError, tomllib.TOMLDecodeError) as err:
+        raise RunDirError(path, f"has a damaged sae.toml or saes.csv ({err}); start a new run") from None
+    return {
+        "kind": "sae",
+        "steps": steps,
+        "batches": [saes],
+        "checkpoints": [path / "checkpoints"],
+        "finished": (path / "sae_summary.csv").is_file(),
+        "resume": f"supjax sae TOY_RUN --config {path}/sae.toml --out {path} --resume",
+    }
 
 
 def _checkpoint_steps(directory: Path) -> list[int]:
@@ -73,10 +112,11 @@ def _checkpoint_steps(directory: Path) -> list[int]:
 def format_status(status: dict) -> str:
     """A few lines for people: the batches, the holder, rate and ETA, divergences."""
     batches = len(status["batches"])
-    lines = [f"run {status['run']}: {status['models']} models x {status['steps']} steps, {batches} batch(es)"]
+    what = "SAEs" if status.get("kind") == "sae" else "models"
+    lines = [f"run {status['run']}: {status['models']} {what} x {status['steps']} steps, {batches} batch(es)"]
     for row in status["batches"]:
         lines.append(
-            f"  batch {row['batch'] + 1}: {row['models']} models, step {row['step']} of {status['steps']}"
+            f"  batch {row['batch'] + 1}: {row['models']} {what}, step {row['step']} of {status['steps']}"
             f" (checkpointed at {row['checkpointed']})"
         )
     share = status["model_steps_done"] / max(status["model_steps_total"], 1)
@@ -85,8 +125,7 @@ def format_status(status: dict) -> str:
     elif status["running"]:
         state = f"running: the lock is held by {lock.describe(status['holder'])}"
     else:
-        state = f"stopped (no process holds it); continue with: supjax sweep {status['run']}/config.toml"
-        state += f" --out {status['run']} --resume"
+        state = f"stopped (no process holds it); continue with: {status['resume']}"
     lines.append(f"  {share:.1%} done; {state}")
     if "elapsed_s" in status:
         rate = status.get("model_steps_per_s")

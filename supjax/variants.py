@@ -108,14 +108,23 @@ class Linear(nnx.Module):
         return (x @ self.W) @ self.W.T + self.b
 
 
-CLASSES = {
-    "tied": Tied,
-    "untied": Untied,
-    "hidden_relu": HiddenReLU,
-    "untied_hidden_relu": UntiedHiddenReLU,
-    "linear": Linear,
+class Variant(NamedTuple):
+    """A model variant and what it can do, registered once in :data:`VARIANTS`."""
+
+    module: type[nnx.Module] | None  # None: a user's module, named "package.module:Class"
+    fused_gradient: bool  # the hand-fused squared-error gradient (supjax.model.mse_and_grad) and its init apply
+    losses: tuple[str, ...]  # the objectives it trains (keys of supjax.model.LOSSES)
+
+
+VARIANTS = {
+    "tied": Variant(Tied, fused_gradient=True, losses=tuple(model.LOSSES)),
+    "untied": Variant(Untied, fused_gradient=False, losses=("mse",)),
+    "hidden_relu": Variant(HiddenReLU, fused_gradient=False, losses=("mse",)),
+    "untied_hidden_relu": Variant(UntiedHiddenReLU, fused_gradient=False, losses=("mse",)),
+    "linear": Variant(Linear, fused_gradient=False, losses=("mse",)),
 }
-BUILT_IN = tuple(CLASSES)  # the one list of the built-in models
+USER_MODULE = Variant(None, fused_gradient=False, losses=("mse",))
+BUILT_IN = tuple(VARIANTS)  # the one list of the built-in models
 
 
 class ModelDef(NamedTuple):
@@ -157,10 +166,11 @@ def get(
     """
     target_of = model.TARGETS[target]
     operands = jnp.bfloat16 if precision == "bfloat16" else None
+    variant = VARIANTS.get(name, USER_MODULE)
     tied_init = functools.partial(model.init_params, weight_init=weight_init, bias_init=bias_init)
-    if loss != "mse":
-        if name != "tied":
-            raise ConfigError("loss", loss, f"model '{name}' trains on the squared error only; use loss = 'mse'")
+    if loss not in variant.losses:
+        raise ConfigError("loss", loss, f"model '{name}' trains on the squared error only; use loss = 'mse'")
+    if not model.LOSSES[loss].squared_error:
         if target != "identity":
             raise ConfigError("target", target, "the cross-entropy's target is the active feature; drop target")
 
@@ -169,7 +179,7 @@ def get(
 
         return ModelDef(tied_init, cross_entropy)
 
-    if name == "tied" and fused_gradient:
+    if variant.fused_gradient and fused_gradient:
 
         def fused(params, x, importance=None, active=None):
             value, grads = model.mse_and_grad(params, x, batch_tile, importance, active, target_of, operands)
@@ -185,9 +195,9 @@ def get(
         return x.shape[-1] * value, grads
 
     def init(key, n, m):
-        if name == "tied":  # exactly the fused path's init
+        if variant.fused_gradient:  # exactly the fused path's init
             return tied_init(key, n, m)
-        options = {"weight_init": weight_init, "bias_init": bias_init} if name in CLASSES else {}
+        options = {"weight_init": weight_init, "bias_init": bias_init} if name in VARIANTS else {}
         return nnx.to_pure_dict(nnx.state(module_class(name)(n, m, rngs=nnx.Rngs(params=key), **options), nnx.Param))
 
     return ModelDef(init, autodiff)
@@ -209,8 +219,8 @@ def definition(config) -> ModelDef:
 
 def module_class(name: str) -> type[nnx.Module]:
     """The class of a ``model`` value: a built-in name or ``"package.module:ClassName"``."""
-    if name in CLASSES:
-        return CLASSES[name]
+    if name in VARIANTS:
+        return VARIANTS[name].module
     path, _, attribute = name.partition(":")
     return getattr(importlib.import_module(path), attribute)
 
@@ -231,12 +241,12 @@ def apply(name: str, params: dict, x: jax.Array) -> jax.Array:
 def check_spec(spec) -> None:
     """The model's rules for a :class:`supjax.config.SweepSpec` (one :class:`ConfigError` line):
     the model exists and builds, accepts the loss and target, and the options apply to it."""
-    if spec.loss != "mse" and any(label != "uniform" for label in spec.importance_labels):
+    if not model.LOSSES[spec.loss].squared_error and any(label != "uniform" for label in spec.importance_labels):
         field = "importance" if spec.importance is not None else "importances"
         raise ConfigError(field, getattr(spec, field), "weights the squared error; use it with loss = 'mse'")
-    if spec.sparse_products and (spec.model != "tied" or not spec.fused_gradient):
+    if spec.sparse_products and not (VARIANTS.get(spec.model, USER_MODULE).fused_gradient and spec.fused_gradient):
         raise ConfigError("sparse_products", True, "the sparse products are the tied model's fused gradient; drop them")
-    if spec.model not in CLASSES:
+    if spec.model not in VARIANTS:
         for name in ("weight_init", "bias_init"):
             if getattr(spec, name) != "normal":
                 raise ConfigError(name, getattr(spec, name), "your own module initialises itself; drop it")
@@ -248,7 +258,7 @@ def check_spec(spec) -> None:
 
 def check(name: str, n: int, m: int) -> str | None:
     """Why ``name`` cannot be trained at width m (a sentence), or None. Traces shapes only."""
-    if name in CLASSES:
+    if name in VARIANTS:
         return None
     path, sep, attribute = name.partition(":")
     if not sep or not path or not attribute:

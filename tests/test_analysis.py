@@ -177,11 +177,18 @@ def test_plot_run_draws_every_figure_from_the_tables_and_writes_png_and_pdf(anal
 
 
 def test_cli_analyze_and_plot(analysed, capsys, tmp_path):
-    path, _, _ = analysed
+    path, summary, _ = analysed
     assert main(["analyze", str(path)]) == 0
-    assert "alpha_m" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    written_summary, written_exponents = analysis.load_results(path)
+    np.testing.assert_allclose(written_summary.final_loss, summary.final_loss)
+    pooled = written_exponents[written_exponents.seed.astype(str) == "all"]
+    for exponent in pooled.model_exponent:  # every pooled exponent is printed, in three decimals
+        assert f"{exponent:>8.3f}" in printed
     assert main(["plot", str(path), "--out", str(tmp_path / "f")]) == 0
-    assert (tmp_path / "f" / "phase_model_exponent.pdf").is_file()
+    pdf = (tmp_path / "f" / "phase_model_exponent.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and b"%%EOF" in pdf[-64:]
+    assert (tmp_path / "f" / "phase_model_exponent.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_directory_problems_are_one_line_in_their_own_words(analysed, tmp_path, capsys):

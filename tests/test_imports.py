@@ -38,12 +38,26 @@ def _module_level_imports(body):
             yield from _module_level_imports(node.body)
 
 
-def _imported(name: str, path: Path) -> set[str]:
-    """The supjax modules ``name`` imports at module level: ``from supjax import data`` is
-    supjax.data (a module), ``from supjax import SweepSpec`` is supjax (the package root)."""
+def _every_import(body):
+    """Every import statement a module can run: at module level and inside functions and classes
+    (lazy imports run later, but a circle through them is a circle all the same); not the ones
+    under ``if TYPE_CHECKING:``, which never run."""
+    for node in body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            yield from _every_import(node.orelse)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        else:
+            yield from _every_import(list(ast.iter_child_nodes(node)))
+
+
+def _imported(name: str, path: Path, lazy: bool = False) -> set[str]:
+    """The supjax modules ``name`` imports at module level (with ``lazy``, anywhere): ``from supjax
+    import data`` is supjax.data (a module), ``from supjax import SweepSpec`` is supjax (the package root)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in _module_level_imports(ast.parse(path.read_text()).body):
+    body = ast.parse(path.read_text()).body
+    for node in _every_import(body) if lazy else _module_level_imports(body):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
             continue
@@ -84,19 +98,39 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 IMPORTS = {name: _imported(name, path) for name, path in MODULES.items()}
+EVERY_IMPORT = {name: _imported(name, path, lazy=True) for name, path in MODULES.items()}
 
 
 def test_no_supjax_module_imports_itself_through_others():
-    """No circle among supjax's module-level imports (the graph of every supjax/**/*.py).
-
-    Imports inside functions are left out: they run after every module has loaded, and some
-    are lazy on purpose (supjax.config imports supjax.data inside its methods, which imports
-    ConfigError from supjax.config at the top). A package's ``__init__`` importing its own
-    submodules, which import one another, is not a circle here: the edge is to the module
-    named, not to the packages above it that Python loads first.
+    """No circle among supjax's imports (the graph of every supjax/**/*.py), lazy ones included:
+    an import inside a function that closes a circle hides a layering mistake (the SAE run reader
+    importing the evaluation, which imports the layout, which imported the reader). A package's
+    ``__init__`` importing its own submodules, which import one another, is not a circle here: the
+    edge is to the module named, not to the packages above it that Python loads first.
     """
     assert set(PLOTS) <= set(MODULES), sorted(MODULES)
     assert _cycles(IMPORTS) == []
+    assert _cycles(EVERY_IMPORT) == []
+
+
+def test_the_import_graph_sees_lazy_imports_and_skips_type_checking_ones(tmp_path):
+    """The check above could fail: it finds an import inside a function and ignores one under TYPE_CHECKING."""
+    module = tmp_path / "example.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from supjax import sweep\n"
+        "def f():\n    from supjax import data\n"
+    )
+    assert _imported("supjax.example", module, lazy=True) == {"supjax.data"}
+    assert _imported("supjax.example", module) == set()
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+
+
+def test_the_engine_never_names_a_wing():
+    """supjax.engine imports no wing: the toy models, the SAEs and what comes next plug into it."""
+    wings = ("supjax.sweep", "supjax.program", "supjax.layout", "supjax.results", "supjax.sae", "supjax.llc")
+    for name, modules in EVERY_IMPORT.items():
+        if name.startswith("supjax.engine"):
+            assert not {m for m in modules if m.startswith(wings)}, f"{name} imports {sorted(modules)}"
 
 
 def test_the_figure_modules_import_only_the_style_of_their_package():

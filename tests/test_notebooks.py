@@ -19,12 +19,14 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 MAX_NOTEBOOK_BYTES = 450_000
 
 
-def test_there_are_three_notebooks():
-    assert [p.name for p in NOTEBOOKS] == [
-        "01_paper_in_ten_minutes.ipynb",
-        "02_toy_models_of_superposition.ipynb",
-        "03_watching_superposition_form.ipynb",
-    ]
+def test_every_notebook_is_linked_from_the_readme_and_the_docs_site():
+    """A notebook nobody can find is lost: the README links each, and the site's navigation lists each."""
+    root = NOTEBOOKS[0].parent.parent
+    readme, site = (root / "README.md").read_text(), (root / "mkdocs.yml").read_text()
+    assert len(NOTEBOOKS) >= 3
+    for path in NOTEBOOKS:
+        assert f"](notebooks/{path.name})" in readme, f"README.md does not link {path.name}"
+        assert f": notebooks/{path.name}" in site, f"mkdocs.yml's nav does not list {path.name}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -125,12 +125,12 @@ def test_a_grid_of_hyperparameters_compiles_one_program(frame_sweep, frame_run):
     and a grid of other values with the same shapes compiles nothing."""
     swept, _, _, compiled = frame_sweep
     assert len(swept.saes) == 48 and len({(r["sparsity"], r["lr"], r["seed"]) for r in swept.saes}) > 8
-    assert compiled.count("sae_train_chunk") == 1 and compiled.count("sae_init_states") == 1, compiled
+    assert compiled.count("train_chunk") == 1 and compiled.count("init_states") == 1, compiled
     other = {**GRID, "ks": (2, 1), "lrs": (1e-3, 5e-3), "dictionary_ratios": (2.0, 1.5), "seeds": (7, 8),
              "l1_coefficients": (10.0,), "l0_coefficients": (0.3,)}  # fmt: skip
     with _compiles() as again:
         result = sae.run_sae(frame_run, sae.SaeSpec(**other))
-    assert again.count("sae_train_chunk") == again.count("sae_init_states") == 0, again
+    assert again.count("train_chunk") == again.count("init_states") == 0, again
     assert sorted({r["dictionary_size"] for r in result.saes}) == [24, 32]
 
 
@@ -296,20 +296,32 @@ def test_sigterm_stops_after_the_chunk_in_flight_and_resume_gives_the_same_numbe
     import signal
 
     _, finished = sae_dir
-    train_chunk = program.sae_train_chunk
+    from supjax.engine import program as engine
+
+    train_chunk = engine.train_chunk
 
     def signalled(*args, **kwargs):
         out = train_chunk(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
         return out
 
-    monkeypatch.setattr(program, "sae_train_chunk", signalled)
+    monkeypatch.setattr(engine, "train_chunk", signalled)
     spec = sae.SaeSpec(**GRID, checkpoint_every=200)
     with pytest.raises(sae.sweep.SaeInterrupted) as stopped:
         sae.run_sae(frame_run, spec, out=tmp_path / "run")
     assert stopped.value.exit_code == 143 and "\n" not in str(stopped.value)
     assert str(stopped.value).startswith("interrupted at step 200 of 400; continue with: supjax sae RUN --config ")
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["200"]
+    # the engine's report: supjax status sees an SAE run as it sees a toy run
+    from supjax import status
+
+    state = status.run_status(tmp_path / "run")
+    assert state["kind"] == "sae" and state["models"] == len(finished.saes) and not state["finished"]
+    assert state["batches"] == [{"batch": 0, "models": len(finished.saes), "step": 200, "checkpointed": 200}]
+    assert state["model_steps_done"] == 200 * len(finished.saes) and not state["running"]
+    assert "supjax sae TOY_RUN --config" in status.format_status(state)
+    # the backend's choice is kept, so a resume on another backend trains the same program
+    assert sae.SaeSpec.from_toml(tmp_path / "run" / "sae.toml").sae_block == layout.CPU_SAE_BLOCK
     monkeypatch.undo()
     resumed = sae.run_sae(frame_run, spec, out=tmp_path / "run", resume=True)
     np.testing.assert_array_equal(resumed.losses, finished.losses)
@@ -318,12 +330,18 @@ def test_sigterm_stops_after_the_chunk_in_flight_and_resume_gives_the_same_numbe
 
 def test_analyze_and_plot_recognise_an_sae_run_directory(sae_dir, capsys, monkeypatch):
     out, _ = sae_dir
+    written_at_training, _ = sae.load_tables(out)
     (out / "sae_summary.csv").unlink()
     monkeypatch.chdir(out.parent)
     assert cli.main(["analyze", out.name]) == 0  # a relative path
-    assert "topk" in capsys.readouterr().out and (out / "sae_summary.csv").is_file()
+    printed = capsys.readouterr().out
+    again, _ = sae.load_tables(out)  # the evaluation, redone from the saved run, is the one written at training
+    np.testing.assert_allclose(again.mcc, written_at_training.mcc, rtol=1e-6)
+    np.testing.assert_array_equal(again.dead_latents, written_at_training.dead_latents)
+    assert f"{again[again.architecture == 'topk'].mcc.mean():.3f}" in printed
     assert cli.main(["plot", str(out), "--out", str(out / "figures")]) == 0
-    assert {p.name for p in (out / "figures").glob("*.png")} == {"sae_phase.png", "sae_frontier.png"}
+    pngs = {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")}
+    assert set(pngs) == {"sae_phase.png", "sae_frontier.png"} and all(b[:4] == b"\x89PNG" for b in pngs.values())
 
 
 def test_cli_errors_are_one_line_and_exit_2(sae_dir, tmp_path, capsys):

@@ -251,10 +251,22 @@ def test_unit_values_make_every_active_feature_one(tiny_spec):
     bits = jax.random.bits(jax.random.key(0), (256, 64), np.uint32)
     x = np.asarray(data.features_from_bits(bits, thresholds, scales, unit=True))
     assert set(np.unique(x)) <= {0.0, 1.0} and x.max() == 1.0
-    run = run_sweep(tiny_spec.replace(loss="cross_entropy", unit_values=True))
-    assert np.all(np.isfinite(run.losses)) and not np.allclose(
-        run.losses, run_sweep(tiny_spec.replace(loss="cross_entropy")).losses
-    )
+    # inside a sweep: cross-entropy with unit values draws one-hot rows, and the first logged loss is the
+    # cross-entropy of the initial parameters on the first batch, -log softmax(x W W^T + b)_t
+    from supjax import layout
+    from supjax.engine import program
+
+    spec = tiny_spec.replace(loss="cross_entropy", unit_values=True, steps=1, log_every=1, warmup_steps=0)
+    job = layout.plan(spec).job()
+    batch = np.asarray(data.sample_streams(job.static, job.inputs[1], 0))[0]
+    assert np.all(batch.sum(axis=1) == 1.0) and set(np.unique(batch)) == {0.0, 1.0}
+    first = program.init_states(job.static, *job.init_args)[0]  # width 4: [D, G] states
+    W, b = (np.asarray(first.params[k][0, 0], np.float64) for k in ("W", "b"))
+    logits = batch @ W @ W.T + b
+    log_softmax = logits - logits.max(axis=1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(axis=1, keepdims=True))
+    expected = -np.mean(log_softmax[batch == 1.0])
+    assert run_sweep(spec).losses[0, 0] == pytest.approx(expected, rel=1e-5)
 
 
 def test_bench_writes_one_named_result_file_with_the_issues_keys(tiny_spec, tmp_path, monkeypatch, capsys):

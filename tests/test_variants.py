@@ -75,14 +75,12 @@ def test_every_product_of_the_step_carries_its_precision(spec, precision, level)
     """XLA:CPU computes every level in float32, so the losses cannot tell: read the lowered program."""
     import jax.numpy as jnp
 
-    from supjax import layout, program
+    from supjax import layout
+    from supjax.engine import program
 
-    the_layout = layout.plan(spec.replace(precision=precision, steps=20, warmup_steps=2))
-    hypers = tuple(g.hyper for g in the_layout.groups)
-    states = program.init_states(the_layout.static, tuple(g.init_keys for g in the_layout.groups), hypers)
-    lowered = program.train_chunk.lower(
-        the_layout.static, states, hypers, the_layout.streams, jnp.int32(0), num_windows=1
-    )
+    job = layout.plan(spec.replace(precision=precision, steps=20, warmup_steps=2)).job()
+    states = program.init_states(job.static, *job.init_args)
+    lowered = program.train_chunk.lower(job.static, states, job.inputs, jnp.int32(0), num_windows=1)
     text = lowered.as_text()
     dots = re.findall(r"stablehlo\.dot_general[^\n]*", text)
     assert len(dots) >= 5, "h = x W, z = h W^T, dz W, x^T dh, dz^T h"
@@ -182,14 +180,31 @@ def test_untied_runs_resume_bitwise_and_report_decoder_rows(spec, tmp_path):
     assert summary[summary.weight_decay > 0].encoder_decoder_alignment.min() > 0.5
 
 
-def test_the_targets_the_config_declares_are_the_models_targets():
+@pytest.mark.parametrize("fused", [True, False])
+def test_every_declared_target_is_the_one_the_loss_compares_with(fused):
+    """For each ``target`` the config accepts, the reported loss is sum_i (y_i - target(x_i))^2 averaged
+    over the batch, y = ReLU(x W W^T + b), checked in numpy on signed features (where x and |x| differ)."""
     import dataclasses
 
-    from supjax import model
+    import jax
+    import jax.numpy as jnp
+
+    from supjax import variants
     from supjax.config import choices_of
 
-    (target,) = [f for f in dataclasses.fields(SweepSpec) if f.name == "target"]
-    assert set(choices_of(target)) == set(model.TARGETS) == {"identity", "abs"}
+    (field,) = [f for f in dataclasses.fields(SweepSpec) if f.name == "target"]
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(-1, 1, (32, 6)) * (rng.random((32, 6)) < 0.4)).astype(np.float32)
+    params = {"W": rng.normal(size=(6, 2)).astype(np.float32), "b": rng.normal(size=6).astype(np.float32)}
+    y = np.maximum(x @ params["W"] @ params["W"].T + params["b"], 0.0)
+    expected = {"identity": x, "abs": np.abs(x)}
+    losses = {}
+    for target in choices_of(field):
+        definition = variants.get("tied", target=target, fused_gradient=fused)
+        loss, _ = definition.loss_and_grad(jax.tree.map(jnp.asarray, params), jnp.asarray(x))
+        losses[target] = float(loss)
+        assert losses[target] == pytest.approx(np.mean(np.sum((y - expected[target]) ** 2, axis=1)), rel=1e-5)
+    assert set(losses) == set(expected) and losses["identity"] != pytest.approx(losses["abs"])
 
 
 def test_an_untied_hidden_relu_computes_abs_of_signed_features():

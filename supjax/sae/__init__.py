@@ -29,15 +29,16 @@ Example::
     print(summary.groupby(["architecture", "regime"]).mcc.mean())
 """
 
-from supjax.sae.architectures import ARCHITECTURES, SaeDef, SaeHyper
+from supjax.sae.architectures import ARCHITECTURES, Architecture, SaeDef, SaeHyper
 from supjax.sae.evaluate import load as load_tables
-from supjax.sae.results import SaeRun, ToyModels, is_sae_run, load_sae_run
+from supjax.sae.results import SaeRun, is_sae_run, load_sae_run
 from supjax.sae.spec import SaeSpec
 from supjax.sae.sweep import run_sae
-from supjax.sae.toys import weights_run
+from supjax.sae.toys import ToyModels, weights_run
 
 __all__ = [
     "ARCHITECTURES",
+    "Architecture",
     "SaeDef",
     "SaeHyper",
     "SaeRun",

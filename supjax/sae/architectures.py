@@ -48,11 +48,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
-# What each architecture's traced ``sparsity`` is, and the SaeSpec axis that holds its values.
-SPARSITY_AXIS = {"relu": "l1_coefficients", "topk": "ks", "batchtopk": "ks", "jumprelu": "l0_coefficients"}
-SPARSITY_NAME = {"relu": "l1_coefficient", "topk": "k", "batchtopk": "k", "jumprelu": "l0_coefficient"}
-
 
 class SaeHyper(NamedTuple):
     """One SAE's traced hyperparameters (scalars in the one-SAE step; [T, S] in a group)."""
@@ -358,18 +353,37 @@ def jumprelu(bandwidth: float = 0.1, initial_threshold: float = 0.1) -> SaeDef:
     return SaeDef(init, jax.value_and_grad(loss, has_aux=True), encode, _no_buffers, _keep, True, True, None)
 
 
-def get(architecture: str, k_max: int = 1, bandwidth: float = 0.1, initial_threshold: float = 0.1,
-        threshold_rate: float = 0.01) -> SaeDef:  # fmt: skip
-    """The :class:`SaeDef` of an ``architectures`` entry (static options from the sweep)."""
-    if architecture == "relu":
-        return relu()
-    if architecture == "topk":
-        return topk(k_max)
-    if architecture == "batchtopk":
-        return batchtopk(threshold_rate)
-    if architecture == "jumprelu":
-        return jumprelu(bandwidth, initial_threshold)
-    raise ValueError(f"unknown SAE architecture {architecture!r}; use one of {', '.join(ARCHITECTURES)}")
+class Architecture(NamedTuple):
+    """One SAE architecture, registered once in :data:`ARCHITECTURES` (as SAELens registers its classes).
+
+    * ``build(options) -> SaeDef``: its pure functions, from the sweep's static options (a
+      ``Static`` with ``k_max``, ``bandwidth``, ``initial_threshold``, ``threshold_rate``);
+    * ``sparsity_axis``: the SaeSpec axis whose values are its traced ``sparsity``;
+    * ``sparsity_name``: what that value is called in the tables (a column of ``sae_summary.csv``);
+    * ``counts_latents``: the sparsity is a count k of latents (at most the smallest dictionary),
+      and the program needs the static bound ``k_max``.
+    """
+
+    build: Callable[[Any], SaeDef]
+    sparsity_axis: str
+    sparsity_name: str
+    counts_latents: bool
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "relu": Architecture(lambda o: relu(), "l1_coefficients", "l1_coefficient", False),
+    "topk": Architecture(lambda o: topk(o.k_max), "ks", "k", True),
+    "batchtopk": Architecture(lambda o: batchtopk(o.threshold_rate), "ks", "k", True),
+    "jumprelu": Architecture(
+        lambda o: jumprelu(o.bandwidth, o.initial_threshold), "l0_coefficients", "l0_coefficient", False
+    ),
+}
+SPARSITY_NAMES = tuple(dict.fromkeys(a.sparsity_name for a in ARCHITECTURES.values()))
+
+
+def get(architecture: str, options) -> SaeDef:
+    """The :class:`SaeDef` of an ``architectures`` entry, built from the sweep's static ``options``."""
+    return ARCHITECTURES[architecture].build(options)
 
 
 def k_bound(ks, dictionary: int) -> int:

@@ -38,6 +38,7 @@ A zero row W_i has no direction: its cosines are 0.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
@@ -46,8 +47,10 @@ import scipy.optimize
 
 from supjax import metrics
 from supjax.sae import layout, program
-from supjax.sae.architectures import SPARSITY_NAME
-from supjax.sae.results import SaeRun
+from supjax.sae.architectures import ARCHITECTURES, SPARSITY_NAMES
+
+if TYPE_CHECKING:  # the run directory's reader calls the evaluation; the evaluation only reads the run
+    from supjax.sae.results import SaeRun
 
 REPRESENTED = 0.5  # ||W_i|| above this: the paper's represented feature
 RECOVERED = 0.9  # best |cosine| above this: a recovered feature
@@ -99,8 +102,8 @@ def tables(plan: layout.Layout, run: SaeRun, measured: tuple, frequency: tuple):
             records.append(
                 {
                     **row,
-                    **{name: row["sparsity"] if name == SPARSITY_NAME[row["architecture"]] else np.nan
-                       for name in ("l1_coefficient", "k", "l0_coefficient")},
+                    **{name: row["sparsity"] if name == ARCHITECTURES[row["architecture"]].sparsity_name else np.nan
+                       for name in SPARSITY_NAMES},
                     "true_l0": float(observed[model].sum()),
                     "true_l0_represented": float(observed[model][represented].sum()),
                     "sae_l0": float(one["l0"]),

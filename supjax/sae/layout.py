@@ -15,24 +15,30 @@ import jax
 import numpy as np
 
 from supjax import data
-from supjax.program import Streams
+from supjax.engine.driver import Job
+from supjax.engine.layout import Placement
 from supjax.sae import architectures, program
 from supjax.sae.architectures import SaeHyper
-from supjax.sae.results import ToyModels
 from supjax.sae.spec import SaeSpec
+from supjax.sae.toys import ToyModels
 
 _DATA_TAG = 0x5AE  # the SAEs' bit stream is not the toy models' training stream
 CPU_SAE_BLOCK = 8  # SAEs vmapped together on a CPU: their [B, D] arrays stay in cache
 
 
 @dataclass(frozen=True)
-class Group:
-    """One architecture at one width: its [T, S] SAE indices, initial parameters and traced hyperparameters."""
+class Group(Placement):
+    """One architecture at one width: its [T, S] SAEs (``model_index``: rows of the SAE table, which
+    are also their log rows; no padding), initial parameters and traced hyperparameters."""
 
-    shape: program.GroupShape
-    index: np.ndarray  # [T, S] rows of the SAE table
-    params: dict  # the initial parameters, [T, S, ...] each (host arrays)
-    hyper: SaeHyper  # sparsity, lr: [T, S]; mask: [T, S, D]
+    program_shape: program.GroupShape | None = None
+    params: dict | None = None  # the initial parameters, [T, S, ...] each (host arrays)
+    hyper: SaeHyper | None = None  # sparsity, lr: [T, S]; mask: [T, S, D]
+
+    @property
+    def index(self) -> np.ndarray:
+        """[T, S] the rows of the SAE table."""
+        return self.model_index.reshape(self.shape)
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,31 @@ class Layout:
     @property
     def flops_per_step(self) -> float:
         """Product work of one step of every SAE: 6 B D m (two forward products, four backward)."""
-        return sum(6.0 * self.spec.batch_size * self.static.dictionary * g.shape.m * g.index.size for g in self.groups)
+        per_latent_width = 6.0 * self.spec.batch_size * self.static.dictionary
+        return sum(per_latent_width * g.program_shape.m * len(g.indices) for g in self.groups)
+
+    def job(self) -> Job:
+        """What the engine's driver trains: every SAE in one program, on one device."""
+        hypers = jax.device_put(tuple(g.hyper for g in self.groups))
+        return Job(
+            static=self.static,
+            groups=self.groups,
+            rows=len(self.rows),
+            logs=("losses", "l0"),
+            init_args=(jax.device_put(tuple(g.params for g in self.groups)), hypers),
+            inputs=(hypers, jax.device_put(self.arrays)),
+            key_data=self.arrays.streams.keys,
+            flops_per_step=self.flops_per_step,
+            chunk_steps=self.spec.chunk_steps,
+            checkpoint_every=self.spec.checkpoint_every,
+        )
+
+
+def resolve_for_backend(spec: SaeSpec, backend: str | None = None) -> SaeSpec:
+    """The spec with the backend's ``sae_block`` written in when unset (a run directory keeps it, so a
+    resume on another device trains the same program): 8 on a CPU, every SAE of a toy model elsewhere."""
+    backend = backend or jax.default_backend()
+    return spec.replace(sae_block=spec.sae_block or (CPU_SAE_BLOCK if backend == "cpu" else spec.saes_per_model))
 
 
 def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
@@ -58,20 +88,17 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
     n = toys.n
     sizes = {r: spec.dictionary_size(r, n) for r in spec.dictionary_ratios}
     dictionary = max(sizes.values())
-    k_max = architectures.k_bound(spec.ks, dictionary) if "topk" in spec.architectures else 1
+    counts = any(architectures.ARCHITECTURES[a].counts_latents for a in spec.architectures)
+    k_max = architectures.k_bound(spec.ks, dictionary) if counts else 1
     widths = tuple(dict.fromkeys(r["m"] for r in toys.rows))
     static = _static(spec, toys, dictionary, k_max, widths)
 
     keys = [(r["distribution"], r["activation_density"]) for r in toys.rows]
     streams_of = list(dict.fromkeys(keys))
     first = {s: r["index"] for s, r in reversed(list(zip(keys, toys.rows, strict=True)))}
-    tables = [data.stream_tables(toys.spec, toys.p[first[s]]) for s in streams_of]
-    streams = Streams(
-        keys=np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(spec.data_seed), _DATA_TAG)))[None],
-        seed_of=np.zeros(len(streams_of), np.int32),
-        tables={k: np.stack([t[k] for t in tables]) for k in tables[0]},
-        correlation=np.float32(toys.spec.correlation),
-    )
+    key_data = jax.random.key_data(jax.random.fold_in(jax.random.key(spec.data_seed), _DATA_TAG))[None]
+    probabilities = [toys.p[first[s]] for s in streams_of]
+    streams = data.make_streams(toys.spec, probabilities, key_data, [0] * len(streams_of), toys.spec.correlation)
     read = {r["index"]: streams_of.index(k) for r, k in zip(toys.rows, keys, strict=True)}
     by_width = [[r for r in toys.rows if r["m"] == m] for m in widths]
     W = tuple(np.stack([toys.W[r["index"]] for r in rows]).astype(np.float32) for rows in by_width)
@@ -123,8 +150,9 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
             drawn = [sae_def.init((r["seed"], r["model"]), models[0]["m"], dictionary) for r in block]
             params = {k: np.stack([f[k] for f in drawn]).reshape(*shape, *drawn[0][k].shape) for k in drawn[0]}
             group_shape = program.GroupShape(architecture, models[0]["m"], shape, w)
-            groups.append(Group(group_shape, index, params, hyper))
-    static = _static(spec, toys, dictionary, k_max, widths, tuple(g.shape for g in groups))
+            flat = index.reshape(-1)
+            groups.append(Group(flat, flat, shape, program_shape=group_shape, params=params, hyper=hyper))
+    static = _static(spec, toys, dictionary, k_max, widths, tuple(g.program_shape for g in groups))
     return Layout(spec, toys, rows, static, tuple(groups), arrays)
 
 
@@ -148,7 +176,7 @@ def _static(spec: SaeSpec, toys: ToyModels, dictionary: int, k_max: int, widths:
         initial_threshold=spec.jumprelu_threshold,
         threshold_rate=spec.threshold_rate,
         eval_batch_size=spec.eval_batch_size,
-        sae_block=spec.sae_block or (CPU_SAE_BLOCK if jax.default_backend() == "cpu" else 2**31 - 1),
+        sae_block=resolve_for_backend(spec).sae_block,
         model_loop=spec.model_loop,
         widths=widths,
         groups=groups,

@@ -1,5 +1,7 @@
-"""The compiled program of an SAE sweep, on one screen: one SAE's step, vmapped over the SAEs of a
-toy model, mapped over the toy models of a width, scanned over steps (as :mod:`supjax.program`).
+"""The SAE wing's compiled program, on one screen: one SAE's step, vmapped over the SAEs of a toy
+model, mapped over the toy models of a width, scanned in the engine's windows of steps
+(:func:`supjax.engine.program.windows`), registered for :class:`Static` so that the engine's jitted
+``init_states`` and ``train_chunk`` run it.
 
 Each step draws every data stream's batch x once (supjax's sampler, :func:`supjax.data.sample_streams`,
 one bit stream shared by every distribution), forms each toy model's hidden activation
@@ -25,6 +27,8 @@ import jax.numpy as jnp
 import optax
 
 from supjax import data
+from supjax.engine import program as engine
+from supjax.engine.program import OneModel, Program
 from supjax.sae import architectures
 from supjax.sae.architectures import SaeHyper
 
@@ -79,24 +83,17 @@ class State(NamedTuple):
 class Toys(NamedTuple):
     """The toy models the SAEs read, per width: their rows, data streams and input scales."""
 
-    streams: Any  # supjax.program.Streams: keys [1, 2], seed_of [S], sampler tables [S, ...], correlation
+    streams: Any  # supjax.data.Streams: keys [1, 2], seed_of [S], sampler tables [S, ...], correlation
     W: tuple  # per width: [T_m, n, m]
     reads: tuple  # per width: [T_m] the data stream of each toy model
     scale: tuple  # per width: [T_m] the input scale c
 
 
-class OneSae(NamedTuple):
-    init: Any  # (params, hyper) -> State: the optimizer state and buffers of initial parameters
-    step: Any  # (state, hyper, h, t) -> (state, {"mse", "l0"})
-
-
 def definition(static: Static, architecture: str) -> architectures.SaeDef:
-    return architectures.get(
-        architecture, static.k_max, static.bandwidth, static.initial_threshold, static.threshold_rate
-    )
+    return architectures.get(architecture, static)
 
 
-def make_step(static: Static, architecture: str) -> OneSae:
+def make_step(static: Static, architecture: str) -> OneModel:
     """ONE SAE: its :class:`~supjax.sae.architectures.SaeDef` and Adam (the lr decayed at the end)."""
     sae = definition(static, architecture)
 
@@ -124,9 +121,9 @@ def make_step(static: Static, architecture: str) -> OneSae:
         if sae.unit_norm_decoder:
             params = {**params, "W_dec": _unit_rows(params["W_dec"])}
         buffers = sae.update_buffers(state.buffers, stats)
-        return State(params, opt_state, buffers), {"mse": stats["mse"], "l0": stats["l0"]}
+        return State(params, opt_state, buffers), {"losses": stats["mse"], "l0": stats["l0"]}
 
-    return OneSae(init, step)
+    return OneModel(init, step)
 
 
 def block_size(sae_block: int, saes: int) -> int:
@@ -141,11 +138,6 @@ def _unit_rows(W):
 def hidden(x, toys: Toys, width: int):
     """h = c x W of every toy model of one width: ``x: [S, B, n] -> [T, B, m]``."""
     return jnp.einsum("tbn,tnm->tbm", x[toys.reads[width]], toys.W[width]) * toys.scale[width][:, None, None]
-
-
-class Program(NamedTuple):
-    init: Any  # (params, hypers) -> one [T, S] State per group
-    train: Any  # (states, hypers, toys, first_step, num_windows) -> (states, logs)
 
 
 def make_train(static: Static) -> Program:
@@ -169,28 +161,23 @@ def make_train(static: Static) -> Program:
             return jax.vmap(saes, in_axes=(0, 0, 0, None))(states, hypers, h, t)
         return jax.lax.map(lambda row: saes(*row, t), (states, hypers, h))
 
-    def one_step(carry, t, hypers: tuple, toys: Toys):
-        states, totals = carry
+    def step_every_group(states: tuple, t, hypers: tuple, toys: Toys):
         x = data.sample_streams(static, toys.streams, t)  # [S, B, n]: every stream's batch, drawn once a step
         h = [hidden(x, toys, w) for w in range(len(static.widths))]
         out = [
             step_group(g, state, hyper, h[g.width], t)
             for g, state, hyper in zip(static.groups, states, hypers, strict=True)
         ]
-        totals = tuple(jax.tree.map(jnp.add, total, stats) for total, (_, stats) in zip(totals, out, strict=True))
-        return (tuple(state for state, _ in out), totals), None
+        return tuple(state for state, _ in out), tuple(stats for _, stats in out)
 
-    def train(states: tuple, hypers: tuple, toys: Toys, first_step, num_windows: int):
-        """``num_windows * log_every`` steps: (states, per group {"mse", "l0"}: [windows, T, S] window means)."""
+    def zeros():
+        return tuple({"losses": jnp.zeros(g.shape), "l0": jnp.zeros(g.shape)} for g in static.groups)
 
-        def one_window(states, w):
-            zeros = tuple({"mse": jnp.zeros(g.shape), "l0": jnp.zeros(g.shape)} for g in static.groups)
-            steps = first_step + w * static.log_every + jnp.arange(static.log_every)
-            step = functools.partial(one_step, hypers=hypers, toys=toys)
-            (states, totals), _ = jax.lax.scan(step, (states, zeros), steps)
-            return states, tuple(jax.tree.map(lambda a: a / static.log_every, total) for total in totals)
-
-        return jax.lax.scan(one_window, states, jnp.arange(num_windows))
+    def train(states: tuple, inputs: tuple, first_step, num_windows: int):
+        """``inputs``: (hypers, toys); the logs: per group {"losses" (the mse), "l0"}: [windows, T, S] window means."""
+        hypers, toys = inputs
+        step = functools.partial(step_every_group, hypers=hypers, toys=toys)
+        return engine.windows(step, zeros, static.log_every)(states, first_step, num_windows)
 
     def init(params: tuple, hypers: tuple) -> tuple:
         groups = zip(static.groups, params, hypers, strict=True)
@@ -199,17 +186,7 @@ def make_train(static: Static) -> Program:
     return Program(init, train)
 
 
-@functools.partial(jax.jit, static_argnames="static")
-def sae_init_states(static: Static, params: tuple, hypers: tuple) -> tuple:
-    """The initial state of every SAE from its initial parameters (``[T, S, ...]`` per group, drawn on
-    the host by :func:`supjax.sae.architectures.init_params`): one [T, S] State per group."""
-    return make_train(static).init(params, hypers)
-
-
-@functools.partial(jax.jit, static_argnames=("static", "num_windows"), donate_argnames="states")
-def sae_train_chunk(static: Static, states: tuple, hypers: tuple, toys: Toys, first_step, num_windows: int):
-    """Jitted ``train``, the states donated (updated in place)."""
-    return make_train(static).train(states, hypers, toys, first_step, num_windows)
+engine.register(Static, make_train)
 
 
 @functools.partial(jax.jit, static_argnames="static")

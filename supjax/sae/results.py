@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from supjax.config import SweepSpec
 from supjax.errors import RunDirError
-from supjax.results import Run, to_toml, write_atomic
+from supjax.results import to_toml, write_atomic
 from supjax.sae.spec import SaeSpec
+from supjax.sae.toys import ToyModels
 
 SAE_COLUMNS = (
     "sae",
@@ -42,75 +42,6 @@ SAE_COLUMNS = (
     "seed",
     "input_scale",
 )
-TOY_COLUMNS = (
-    "index",
-    "m",
-    "weight_decay",
-    "distribution",
-    "alpha",
-    "activation_density",
-    "expected_active",
-    "seed",
-    "importance",
-    "final_loss",
-)
-
-
-@dataclass
-class ToyModels:
-    """The toy models an SAE sweep reads: the toy run's spec, the selected rows of its model table
-    (in index order), and each one's ``W: [n, m]`` and ``p: [n]`` by model index."""
-
-    spec: SweepSpec
-    rows: list[dict]
-    W: dict[int, np.ndarray]
-    p: dict[int, np.ndarray]
-
-    @classmethod
-    def from_run(cls, run: Run, indices: list[int]) -> ToyModels:
-        table = run.table()
-        rows = []
-        for index in sorted(indices):
-            row = {k: run.models[index][k] for k in TOY_COLUMNS if k != "final_loss"}
-            rows.append({**row, "final_loss": float(table.final_loss.iloc[index])})
-        W = {r["index"]: np.asarray(run.weights(r["index"])[0], np.float32) for r in rows}
-        p = {r["index"]: np.asarray(run.feature_probabilities(r["index"]), np.float64) for r in rows}
-        return cls(run.spec, rows, W, p)
-
-    @property
-    def n(self) -> int:
-        return self.spec.n
-
-    def save(self, path: Path) -> None:
-        write_atomic(path / "toy_config.toml", to_toml(self.spec.to_dict()))
-        write_atomic(path / "toy_models.csv", pd.DataFrame(self.rows, columns=TOY_COLUMNS).to_csv(index=False))
-        arrays = {f"W_{i}": w for i, w in self.W.items()} | {f"p_{i}": p for i, p in self.p.items()}
-        tmp = path / "toy_weights.tmp.npz"
-        np.savez(tmp, **arrays)
-        tmp.replace(path / "toy_weights.npz")
-
-    @classmethod
-    def load(cls, path: Path) -> ToyModels:
-        spec = SweepSpec.from_toml(path / "toy_config.toml")
-        frame = pd.read_csv(path / "toy_models.csv", keep_default_na=False, na_values=["", "nan", "NaN"])
-        rows = []
-        for record in frame.to_dict("records"):
-            row = {k: record[k] for k in TOY_COLUMNS}
-            row["index"], row["m"], row["seed"] = int(row["index"]), int(row["m"]), int(row["seed"])
-            rows.append(row)
-        with np.load(path / "toy_weights.npz") as z:
-            W = {r["index"]: z[f"W_{r['index']}"] for r in rows}
-            p = {r["index"]: z[f"p_{r['index']}"] for r in rows}
-        return cls(spec, rows, W, p)
-
-    def same_as(self, other: ToyModels) -> bool:
-        """The same models with the same weights and frequencies (a resume must read what it started on)."""
-        return (
-            [r["index"] for r in self.rows] == [r["index"] for r in other.rows]
-            and self.spec.n == other.spec.n
-            and all(np.array_equal(self.W[i], other.W[i]) for i in self.W)
-            and all(np.array_equal(self.p[i], other.p[i]) for i in self.p)
-        )
 
 
 @dataclass
@@ -217,4 +148,8 @@ def load_sae_run(path: str | Path) -> SaeRun:
         raise RunDirError(path, "is not finished; continue it with `supjax sae RUN --config ... --out DIR --resume`")
     saved = checkpoint.restore(directory, spec.steps)
     states = tuple({"params": g["params"], "buffers": g["buffers"]} for g in saved["states"])
-    return SaeRun(spec, toys, saes, losses, l0, states, tuple(saved["index"]), info, path)
+    # the SAE of every [T, S] slot (saved flat by the engine's checkpoints)
+    index = tuple(
+        np.asarray(i).reshape(np.shape(g["params"]["W_dec"])[:2]) for i, g in zip(saved["index"], states, strict=True)
+    )
+    return SaeRun(spec, toys, saes, losses, l0, states, index, info, path)

@@ -1,7 +1,7 @@
 """SaeSpec: the grid of sparse autoencoders a ``supjax sae`` run trains on a toy-model run.
 
-Every field is declared once with :func:`supjax.config.setting` (its default, its role, one line,
-its choices), in the roles of :mod:`supjax.config`: ``axis`` fields make the grid (every
+Every field is declared once with :func:`supjax.engine.spec.setting` (its default, its role, one line,
+its choices), in the engine's roles (:mod:`supjax.engine.spec`): ``axis`` fields make the grid (every
 combination is one SAE, on every selected toy model; the hyperparameters among them are traced
 per SAE, so a new value compiles nothing), ``static`` fields set shapes and code, ``result`` ones
 move rounding only, ``driving`` ones change nothing a run computes. The checks are the table of
@@ -23,24 +23,18 @@ TOML (``supjax.configfile.read_toml``), with the selection as a table or dotted 
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from supjax import configfile
-from supjax.config import AXIS, DRIVING, RESULT, STATIC, TRACED, each, setting
+from supjax import selection
+from supjax.engine import spec as declared
+from supjax.engine.spec import AXIS, DRIVING, RESULT, STATIC, TRACED, each, every_log, positive, setting, whole_axis
 from supjax.errors import ConfigError
-from supjax.sae.architectures import ARCHITECTURES, SPARSITY_AXIS
-
-# The models.csv columns a selection may name.
-SELECTABLE = ("m", "weight_decay", "alpha", "distribution", "activation_density", "seed", "importance")
+from supjax.sae.architectures import ARCHITECTURES
 
 
 @dataclass(frozen=True)
-class SaeSpec:
+class SaeSpec(declared.Spec):
     """A grid of SAEs: every architecture x its sparsities x dictionary ratios x lrs x seeds, on
     every selected toy model of a run (all of them by default).
 
@@ -50,7 +44,9 @@ class SaeSpec:
         3
     """
 
-    architectures: tuple[str, ...] = setting(("topk",), AXIS, "SAE architectures", ARCHITECTURES)
+    architectures: tuple[str, ...] = setting(
+        ("topk",), AXIS, "SAE architectures", "supjax.sae.architectures:ARCHITECTURES"
+    )
     l1_coefficients: tuple[float, ...] = setting((1.0,), AXIS, "relu: lambda of the L1 penalty times decoder norms")
     ks: tuple[int, ...] = setting((2,), AXIS, "topk, batchtopk: latents kept per sample (batchtopk: on average)")
     l0_coefficients: tuple[float, ...] = setting((1.0,), AXIS, "jumprelu: lambda of the L0 penalty")
@@ -59,7 +55,9 @@ class SaeSpec:
     seeds: tuple[int, ...] = setting((0,), AXIS, "SAE seeds (initial weights)")
     models: tuple[int, ...] = setting((), AXIS, "toy models by index in the run (empty: every model)")
     # A table, so not a config.setting of a plain type; None (every model) as its default keeps it immutable.
-    select: dict | None = setting(None, AXIS, "toy models by grid values: {m = [16], weight_decay = [-1.0]}")  # noqa: RUF009
+    select: dict | None = setting(  # noqa: RUF009
+        None, AXIS, "toy models by grid values: {m = [16], weight_decay = [-1.0]}", check=selection.check
+    )
     steps: int = setting(5000, STATIC, "training steps")
     batch_size: int = setting(1024, STATIC, "samples per step, shared by every SAE of a toy model")
     log_every: int = setting(10, STATIC, "steps per logged reconstruction error and L0 (the mean over them)")
@@ -81,16 +79,9 @@ class SaeSpec:
     progress: bool = setting(True, DRIVING, "show a progress bar")
 
     def __post_init__(self):
-        for name, value in configfile.normalised(self).items():
-            object.__setattr__(self, name, value)
+        super().__post_init__()
         if isinstance(self.select, dict):
-            object.__setattr__(self, "select", _normalised_selection(self.select))
-
-    # ---- construction -------------------------------------------------------------
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
+            object.__setattr__(self, "select", selection.normalised(self.select))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SaeSpec:
@@ -101,52 +92,19 @@ class SaeSpec:
             if not isinstance(selection, dict):
                 raise ConfigError("select", selection, "must be a table, e.g. select = {m = [16]}")
             values["select"] = {**selection, key.removeprefix("select."): values.pop(key)}
-        names = cls.field_names()
-        for key in values:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(names)}"
-                raise ConfigError(key, values[key], f"unknown key; {hint}")
-        return cls(**values).validate()
-
-    @classmethod
-    def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> SaeSpec:
-        """Read a TOML file, apply ``key=value`` overrides, validate."""
-        return cls.from_dict(configfile.read_toml(path, overrides))
-
-    def replace(self, **changes) -> SaeSpec:
-        return dataclasses.replace(self, **changes).validate()
+        return super().from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
-        values = {name: configfile.plain(getattr(self, name)) for name in self.field_names()}
+        values = super().to_dict()
         if self.select is not None:
             values["select"] = {k: list(v) for k, v in self.select.items()}
         return values
-
-    def validate(self) -> SaeSpec:
-        """Check the declared types and choices, then :data:`RULES`; the first problem is one line."""
-        for f in dataclasses.fields(SaeSpec):
-            value = getattr(self, f.name)
-            if f.name == "select":
-                _check_selection(value)
-                continue
-            configfile.check_type(f.name, value, f.type)
-            choices = f.metadata["choices"]
-            if choices and not isinstance(value, tuple) and value not in choices:
-                raise ConfigError(f.name, value, f"use one of {', '.join(choices)}")
-        for fields, rule in RULES:
-            for name in fields:
-                problem = rule(self, getattr(self, name))
-                if problem:
-                    value, problem = problem if isinstance(problem, tuple) else (getattr(self, name), problem)
-                    raise ConfigError(name, value, problem)
-        return self
 
     # ---- the grid -----------------------------------------------------------------
 
     def sparsities(self, architecture: str) -> tuple[float, ...]:
         """The traced sparsity values of one architecture: its lambdas or ks."""
-        return tuple(float(v) for v in getattr(self, SPARSITY_AXIS[architecture]))
+        return tuple(float(v) for v in getattr(self, ARCHITECTURES[architecture].sparsity_axis))
 
     @property
     def saes_per_model(self) -> int:
@@ -159,117 +117,37 @@ class SaeSpec:
 
     def selected(self, models: list[dict]) -> list[int]:
         """The indices of the toy models (rows of a run's models.csv) this spec trains SAEs on."""
-        chosen = [row["index"] for row in models]
-        if self.models:
-            known = set(chosen)
-            for index in self.models:
-                if index not in known:
-                    raise ConfigError("models", index, f"the run has models 0 to {len(models) - 1}; pick among them")
-            chosen = [i for i in chosen if i in set(self.models)]
-        for column, wanted in (self.select or {}).items():
-            values = sorted({_plain_value(row[column]) for row in models}, key=str)
-            for value in wanted:
-                if not any(_same(value, v) for v in values):
-                    raise ConfigError(f"select.{column}", value, f"no model has it; the run has {values}")
-            chosen = [i for i in chosen if any(_same(models[i][column], v) for v in wanted)]
-        if not chosen:
-            raise ConfigError("select", self.select, "selects no model together with models; widen it")
-        return chosen
+        return selection.selected(models, self.models, self.select)
 
     def check_against(self, n: int, models: list[dict]) -> list[int]:
         """The checks that need the toy run (n features, its models.csv rows); returns the selection."""
         chosen = self.selected(models)
         smallest = min(self.dictionary_size(r, n) for r in self.dictionary_ratios)
-        if set(self.architectures) & {"topk", "batchtopk"}:
+        if any(ARCHITECTURES[a].counts_latents for a in self.architectures):
             for k in self.ks:
                 if k > smallest:
                     raise ConfigError("ks", k, f"exceeds the smallest dictionary d = {smallest} (n = {n}); lower it")
         return chosen
 
 
-def _normalised_selection(selection: dict) -> dict:
-    out = {}
-    for key, values in selection.items():
-        if isinstance(values, (str, int, float)):
-            values = [values]
-        if isinstance(values, (list, tuple)):
-            values = tuple(float(v) if isinstance(v, int) and key not in ("m", "seed") else v for v in values)
-        out[key] = values
-    return out
-
-
-def _check_selection(selection) -> None:
-    if selection is None:
-        return
-    if not isinstance(selection, dict):
-        raise ConfigError("select", selection, "must be a table of models.csv columns, e.g. select = {m = [16]}")
-    for key, values in selection.items():
-        if key not in SELECTABLE:
-            raise ConfigError(f"select.{key}", values, f"not a grid column; use {', '.join(SELECTABLE)}")
-        if not isinstance(values, tuple) or not values:
-            raise ConfigError(f"select.{key}", values, "give a non-empty list of values")
-        for value in values:
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise ConfigError(f"select.{key}", value, "list entries must be numbers or strings")
-
-
-def _plain_value(value):
-    return value.item() if hasattr(value, "item") else value
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, str) or isinstance(b, str):
-        return str(a) == str(b)
-    if math.isnan(float(a)) and math.isnan(float(b)):
-        return True
-    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-
-
 # ---- the rules ---------------------------------------------------------------------------------
-
-
-def _positive(spec, v):
-    return None if v is None or v > 0 else "must be a positive integer"
-
-
-def _axis(spec, values):
-    if not values:
-        return [], "the grid axis is empty; give at least one value"
-    if len(set(values)) != len(values):
-        return list(values), "contains duplicates; list each value once"
-    return None
-
-
-def _models(spec, values):
-    if len(set(values)) != len(values):
-        return list(values), "contains duplicates; list each index once"
-    return each(lambda s, v: None if v >= 0 else "a model index is >= 0")(spec, values)
 
 
 def _fraction(spec, v):
     return None if 0 <= v <= 1 else "must lie in [0, 1]"
 
 
-def _every_log(spec, v):
-    return None if v is None or v % spec.log_every == 0 else f"must be a multiple of log_every = {spec.log_every}"
-
-
-def _choice(spec, v):
-    return None if v in ARCHITECTURES else f"use one of {', '.join(ARCHITECTURES)}"
-
-
 # (fields, rule(spec, value) -> None, a problem, or (the bad entry, a problem)), checked in order.
 AXES = ("architectures", "l1_coefficients", "ks", "l0_coefficients", "dictionary_ratios", "lrs", "seeds")
-RULES = [
+SaeSpec.RULES = [
     (("steps", "batch_size", "log_every", "eval_batch_size", "chunk_steps", "checkpoint_every", "max_to_keep"),
-     _positive),
-    (("sae_block",), _positive),
+     positive),
+    (("sae_block",), positive),
     (("steps",), lambda s, v: None if v < 2**30 else "must be below 2^30"),
-    (("log_every",), lambda s, v: None if s.steps % v == 0 else f"must divide steps = {s.steps}; try 1 or 10"),
-    (("checkpoint_every", "chunk_steps"), _every_log),
-    (AXES, _axis),
-    (("architectures",), each(_choice)),
-    (("models",), _models),
+    (("log_every",), declared.divides_steps),
+    (("checkpoint_every", "chunk_steps"), every_log),
+    (AXES, whole_axis),
+    (("models",), selection.models_rule),
     (("ks",), each(lambda s, v: None if v >= 1 else "k counts active latents: a positive integer")),
     (("l1_coefficients", "l0_coefficients"), each(lambda s, v: None if v >= 0 else "a penalty coefficient is >= 0")),
     (("dictionary_ratios",), each(lambda s, v: None if 0 < v <= 64 else "d / n must lie in (0, 64]")),

@@ -1,0 +1,82 @@
+"""Where a model sits: every group of a wing's layout is a :class:`Placement`.
+
+A group is a block of same-shape models laid out on a grid (``shape``, e.g. the toy models' [D, G]
+or the SAEs' [T, S]); its flat ``model_index`` names the model in each slot, or holds
+:data:`PADDING` where a slot is padding (a copy of the group's last model, so that the leading axis
+splits over several devices). The padding marker is decoded here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from supjax.errors import ConfigError
+
+PADDING = -1
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The slots of one group: which model each holds, and where its logs go."""
+
+    model_index: np.ndarray  # [prod(shape)] the model in each slot (its row of the run's table); PADDING for padding
+    local_index: np.ndarray  # [prod(shape)] each slot's row of the job's logs; PADDING for padding
+    shape: tuple[int, ...]  # the group's grid of models, e.g. (D, G)
+
+    @property
+    def _real(self) -> np.ndarray:
+        return self.model_index != PADDING
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The model index of every real model of the group, in slot order."""
+        return self.model_index[self._real]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The job's log row of every real model, in the order of :attr:`indices`."""
+        return self.local_index[self._real]
+
+    @property
+    def padding(self) -> int:
+        return int(np.sum(~self._real))
+
+    def real(self, values) -> np.ndarray:
+        """``values: [*shape, ...]`` of every slot: ``[len(indices), ...]`` of the real models."""
+        values = np.asarray(values)
+        k = len(self.shape)
+        assert values.shape[:k] == tuple(self.shape), f"values: {values.shape}, the group is {self.shape}"
+        return values.reshape(-1, *values.shape[k:])[self._real]
+
+
+def real_models(index, values) -> np.ndarray:
+    """``values: [*index.shape, ...]`` of the slots whose saved model ``index`` is not padding."""
+    index = np.asarray(index)
+    return Placement(index.reshape(-1), index.reshape(-1), index.shape).real(values)
+
+
+def relayout(groups: tuple[Placement, ...], saved: dict, like: tuple) -> tuple:
+    """Saved group states in these groups' slot order and pytree types (those of ``like``), matched
+    model by model: the padding for several devices may differ from the run that saved them.
+    ``saved`` holds ``states`` (one dict of state fields per group) and ``index`` (the model index of
+    every saved slot)."""
+    states = []
+    for group, state, index, template in zip(groups, saved["states"], saved["index"], like, strict=True):
+        index = np.asarray(index).reshape(-1)
+        row_of = {int(i): k for k, i in enumerate(index) if i != PADDING}  # the saved run's padding
+        rows = [row_of[int(i)] for i in group.indices]
+        rows += [rows[-1]] * group.padding  # padding copies the last model
+        leaves = [_take_models(a, rows, group.shape) for a in jax.tree.leaves(state)]
+        fields = template._asdict()  # saved by field name: the leaves of both dicts come in key order
+        if [a.shape for a in leaves] != [a.shape for a in jax.tree.leaves(fields)]:
+            raise ConfigError("--resume", f"group {group.shape}", "the checkpoint holds another layout; start anew")
+        states.append(type(template)(**jax.tree.unflatten(jax.tree.structure(fields), leaves)))
+    return tuple(states)
+
+
+def _take_models(a, rows: list[int], shape: tuple[int, ...]) -> np.ndarray:
+    a, k = np.asarray(a), len(shape)  # the saved group has as many grid axes, perhaps more padding
+    return a.reshape(-1, *a.shape[k:])[rows].reshape(*shape, *a.shape[k:])

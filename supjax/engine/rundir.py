@@ -1,0 +1,43 @@
+"""The run directory of any wing: created empty and writable, written atomically.
+
+What a wing keeps there is its own (its config, its table, its tables at the end); the engine
+adds ``checkpoints/``, ``snapshots/``, ``progress.json`` and the ``lock`` (:mod:`supjax.lock`).
+Every file is written through a temporary file and a rename, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from supjax.errors import RunDirError
+
+
+def prepare(path: str | Path, marker: str) -> Path:
+    """Refuse a directory holding a run (its ``marker`` file) or anything else, then create ``path``."""
+    path = Path(path)
+    if (path / marker).is_file():
+        raise RunDirError(path, "holds a run; add --resume to continue it, or choose a new --out")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunDirError(path, "exists and is not empty; choose a new --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(path, f"cannot write there ({err.strerror}); choose a writable --out") from None
+    return path
+
+
+def save_atomic(path: Path, write, mode: str = "wb") -> None:
+    """``write(file)`` into ``path`` through a temporary file, so a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` into ``path`` through a temporary file, so a reader never sees half of it."""
+    save_atomic(path, lambda f: f.write(text), mode="w")
