@@ -26,10 +26,14 @@ def run_status(path: str | Path) -> dict:
     path = Path(path)
     if (path / "sae.toml").is_file():
         wing = _sae_run(path)
+    elif (path / "llc.toml").is_file():
+        wing = _llc_run(path)
     elif (path / "config.toml").is_file() and (path / "batches.json").is_file():
         wing = _toy_run(path)
     else:
-        raise RunDirError(path, "holds no run (no config.toml and batches.json, nor sae.toml); pass a run directory")
+        raise RunDirError(
+            path, "holds no run (no config.toml and batches.json, nor sae.toml or llc.toml); pass a run directory"
+        )
     try:
         progress = json.loads((path / "progress.json").read_text()) if (path / "progress.json").is_file() else {}
     except (ValueError, OSError) as err:
@@ -87,19 +91,28 @@ def _toy_run(path: Path) -> dict:
 
 
 def _sae_run(path: Path) -> dict:
+    return _one_batch_run(path, "sae", "sae.toml", "steps", "saes.csv", "sae_summary.csv")
+
+
+def _llc_run(path: Path) -> dict:
+    return _one_batch_run(path, "llc", "llc.toml", "draws", "chains.csv", "llc_summary.csv")
+
+
+def _one_batch_run(path: Path, kind: str, config: str, steps: str, table: str, finished: str) -> dict:
+    """A wing's run trained in one batch (SAEs, LLC chains): its config, its table and its finished table."""
     try:
-        steps = int(tomllib.loads((path / "sae.toml").read_text())["steps"])
-        with open(path / "saes.csv", newline="") as f:
-            saes = sum(1 for _ in csv.DictReader(f))
+        count = int(tomllib.loads((path / config).read_text())[steps])
+        with open(path / table, newline="") as f:
+            models = sum(1 for _ in csv.DictReader(f))
     except (ValueError, OSError, KeyError, tomllib.TOMLDecodeError) as err:
-        raise RunDirError(path, f"has a damaged sae.toml or saes.csv ({err}); start a new run") from None
+        raise RunDirError(path, f"has a damaged {config} or {table} ({err}); start a new run") from None
     return {
-        "kind": "sae",
-        "steps": steps,
-        "batches": [saes],
+        "kind": kind,
+        "steps": count,
+        "batches": [models],
         "checkpoints": [path / "checkpoints"],
-        "finished": (path / "sae_summary.csv").is_file(),
-        "resume": f"supjax sae TOY_RUN --config {path}/sae.toml --out {path} --resume",
+        "finished": (path / finished).is_file(),
+        "resume": f"supjax {kind} TOY_RUN --config {path}/{config} --out {path} --resume",
     }
 
 
@@ -112,7 +125,7 @@ def _checkpoint_steps(directory: Path) -> list[int]:
 def format_status(status: dict) -> str:
     """A few lines for people: the batches, the holder, rate and ETA, divergences."""
     batches = len(status["batches"])
-    what = "SAEs" if status.get("kind") == "sae" else "models"
+    what = {"sae": "SAEs", "llc": "chains"}.get(status.get("kind"), "models")
     lines = [f"run {status['run']}: {status['models']} {what} x {status['steps']} steps, {batches} batch(es)"]
     for row in status["batches"]:
         lines.append(

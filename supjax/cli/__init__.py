@@ -28,7 +28,7 @@ class RunKind(NamedTuple):
 
 
 # The wings' command modules, in the order their commands are listed.
-WINGS = ("supjax.cli.toy", "supjax.cli.llm", "supjax.cli.sae")
+WINGS = ("supjax.cli.toy", "supjax.cli.llm", "supjax.cli.sae", "supjax.cli.llc")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,14 @@ composes the others), so none of them imports this package's root. Everything is
 re-exported here: ``from supjax import plots; plots.save(plots.plot_features_2d(run), "intro")``.
 """
 
+from supjax.plots.llc import (
+    llc_figures,
+    plot_chain_traces,
+    plot_llc_against_width,
+    plot_llc_along_training,
+    plot_llc_phase_diagram,
+    write_llc_figures,
+)
 from supjax.plots.paper import (
     MAX_PANELS,
     cell_edges,
@@ -65,13 +73,18 @@ __all__ = [
     "cell_edges",
     "features_2d_snapshots",
     "gamma_colours",
+    "llc_figures",
     "phase_panel",
     "phase_table",
+    "plot_chain_traces",
     "plot_exponent_over_time",
     "plot_feature_recovery",
     "plot_features_2d",
     "plot_gram_and_norms",
     "plot_l0_fvu_frontier",
+    "plot_llc_against_width",
+    "plot_llc_along_training",
+    "plot_llc_phase_diagram",
     "plot_loss_vs_unlearned",
     "plot_loss_vs_width",
     "plot_metrics_over_time",
@@ -88,5 +101,6 @@ __all__ = [
     "save",
     "sparsity_models",
     "width_axis",
+    "write_llc_figures",
     "write_sae_figures",
 ]
