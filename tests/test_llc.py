@@ -267,3 +267,45 @@ def test_the_cli_estimates_analyses_and_plots(toy_run, tmp_path, capsys):
     assert {p.name for p in (out / "figures").glob("*.png")} == {"llc_traces.png", "llc_phase.png", "llc_vs_width.png"}
     assert main(["llc", str(toy_run), "--config", str(config), "--out", str(out)]) == 2  # the directory holds a run
     assert "holds a run; add --resume" in capsys.readouterr().err
+
+
+def _aoyagi_watanabe(m: int, h: int, n: int) -> float:
+    """lambda of reduced-rank regression (M inputs, H hidden, N outputs) at true rank 0 (Aoyagi & Watanabe 2005)."""
+    if m + h < n:
+        return m * h / 2
+    if n + h < m:
+        return h * n / 2
+    if m + n < h:
+        return m * n / 2
+    return (2 * m * n + 2 * h * n + 2 * m * h - n**2 - m**2 - h**2 + (m + h + n) % 2) / 8
+
+
+@pytest.mark.parametrize(("m", "h", "n", "true"), [(5, 3, 5, 6.5), (4, 3, 8, 6.0), (8, 3, 4, 6.0)])
+def test_reduced_rank_regression_matches_aoyagi_and_watanabe(m, h, n, true):
+    """devinterp's test: y = noise (true rank 0), x, y ~ N(0, I), 1000 samples, full batch; B A trained by
+    Adam (lr 1e-2, 5000 steps) on the mean squared error; 3 chains of 2000 draws, eps 6e-5, gamma_loc 1,
+    n beta = 1000 / ln 1000; the estimate within 30% of the formula."""
+    import optax
+
+    assert _aoyagi_watanabe(m, h, n) == true
+    rng = np.random.default_rng(42)
+    x, y = (jnp.asarray(rng.normal(size=(1000, k)), jnp.float32) for k in (m, n))
+
+    def loss(w, batch):
+        return jnp.mean((x @ w["A"].T @ w["B"].T - y) ** 2)
+
+    w = {"A": jnp.asarray(rng.normal(size=(h, m)) / m**0.5, jnp.float32),
+         "B": jnp.asarray(rng.normal(size=(n, h)) / h**0.5, jnp.float32)}  # fmt: skip
+    adam = optax.adam(1e-2)
+
+    @jax.jit
+    def train(w):
+        def step(carry, _):
+            w, state = carry
+            updates, state = adam.update(jax.grad(loss)(w, None), state)
+            return (optax.apply_updates(w, updates), state), None
+
+        return jax.lax.scan(step, (w, adam.init(w)), None, length=5000)[0][0]
+
+    est = sgld.estimate(loss, train(w), nbeta=NBETA, localization=1.0, step_size=6e-5, chains=3, draws=2000, seed=42)
+    assert float(est.mean[0]) == pytest.approx(true, rel=0.3), (float(est.mean[0]), float(est.std[0]))
