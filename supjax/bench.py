@@ -13,6 +13,7 @@ with the sparse x products.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import jax
@@ -20,10 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from supjax import data, layout, program
-from supjax.config import PAPER_WEIGHT_DECAYS, PAPER_WIDTHS, SweepSpec, distribution_key
+from supjax.config import DEMO, PAPER_WEIGHT_DECAYS, PAPER_WIDTHS, SweepSpec, distribution_key
 from supjax.engine import program as engine
 
 WORKLOADS = {
+    # supjax demo: 48 models, n = 300, six widths (the time to the first step is what a user feels first).
+    "demo": DEMO,
     # exp-10: one alpha, the six paper widths, ten weight decays: 60 models.
     "paper-slice": SweepSpec(widths=PAPER_WIDTHS, weight_decays=PAPER_WEIGHT_DECAYS, alphas=(1.0,)),
     # exp-10 + exp-10-3 (experiments/grid_paper.toml): alpha = 0, 1/8, .., 2, the ten weight decays,
@@ -89,6 +92,51 @@ def measure(spec: SweepSpec, steps: int) -> dict:
         "work_flops_per_s": the_layout.work_flops_per_step * steps / seconds,
         "sparse_products": spec.sparse_products,
     }
+
+
+FIRST_STEP = """
+import json, time, sys
+started = time.perf_counter()
+from supjax import bench, layout, sweep
+spec = bench.WORKLOADS[sys.argv[1]].replace(progress=False, steps=10, log_every=10, warmup_steps=1)
+imported = time.perf_counter()
+sweep.train_batch(layout.plan(spec))
+print(json.dumps({"import_s": imported - started, "first_step_s": time.perf_counter() - started}))
+"""
+
+
+def first_step(workload: str, cache: str | None) -> dict:
+    """Seconds from a fresh process's start to the end of its first window of steps of ``workload``
+    (imports, tracing, compiling or reading the program from the persistent cache in ``cache``, the
+    first steps): what a user waits for. ``cache=None`` turns the cache off."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env["SUPJAX_CACHE_DIR"] = cache if cache is not None else "off"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", FIRST_STEP, workload], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "the process failed")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - started}
+
+
+def cold_and_warm(workload: str) -> dict:
+    """:func:`first_step` with an empty persistent cache (cold: every program compiles), then again with
+    the cache it filled (warm: every program is read back), then with the cache off."""
+    import shutil
+    import tempfile
+
+    cache = tempfile.mkdtemp(prefix="supjax-first-step-")
+    try:
+        cold, warm = first_step(workload, cache), first_step(workload, cache)
+        entries = sum(1 for _ in os.scandir(cache))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return {"workload": workload, "device": _device(), "cold": cold, "warm": warm, "cache_entries": entries,
+            "uncached": first_step(workload, None)}  # fmt: skip
 
 
 def paper_batch(key: jax.Array, p: jax.Array, batch_size: int) -> jax.Array:

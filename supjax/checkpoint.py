@@ -12,19 +12,21 @@ truncated file) is skipped with a warning and the one before it is used.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import shutil
-import warnings
+import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from supjax.errors import CheckpointError
+from supjax.errors import CheckpointError, warn
 
+# supjax says what went wrong with a checkpoint in its own one line; orbax's and absl's logs would repeat it
 for _name in ("absl", "orbax"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
 def batch_directory(run: str | Path, batch: int) -> Path:
@@ -92,6 +94,36 @@ def _quiet(*names: str):
             logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _failed_reads_quiet():
+    """Around a read that may fail: orbax's and asyncio's logs off; the failure itself is reported by the
+    caller, in one line. A failed read leaves tasks that log 'Task exception was never retrieved' when
+    collected (collected here, while the logs are off), and tensorstore callbacks that, arriving on other
+    threads after orbax closed its event loop (during the read or after it), raise 'Event loop is closed' as
+    unraisable exceptions: once a process reads checkpoints, those echoes are dropped
+    (:func:`_drop_closed_loop_echoes`; nothing else that is unraisable is)."""
+    _drop_closed_loop_echoes()
+    with _quiet("absl", "orbax", "asyncio"):
+        try:
+            yield
+        finally:
+            gc.collect()
+
+
+def _drop_closed_loop_echoes() -> None:
+    previous = sys.unraisablehook
+    if getattr(previous, "supjax", False):
+        return
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and "Event loop is closed" in str(value)):
+            previous(unraisable)
+
+    hook.supjax = True
+    sys.unraisablehook = hook
+
+
 def restore_latest(mgr: ocp.CheckpointManager, target=None, set_aside: bool = True) -> tuple[int, object] | None:
     """``(step, state)`` of the newest readable checkpoint, or None if there is none.
 
@@ -102,23 +134,36 @@ def restore_latest(mgr: ocp.CheckpointManager, target=None, set_aside: bool = Tr
     ``STEP.unreadable`` (kept for inspection, out of the way of the step that will be
     saved again).
     """
+    unreadable = []
     for step in sorted(mgr.all_steps(), reverse=True):
         directory = Path(mgr.directory) / str(step)
         try:
-            if target is not None:
-                return step, mgr.restore(step, args=ocp.args.StandardRestore(target))
-            return step, _restore_numpy(directory / "default")
+            with _failed_reads_quiet():
+                if target is not None:
+                    state = mgr.restore(step, args=ocp.args.StandardRestore(target))
+                else:
+                    state = _restore_numpy(directory / "default")
         except Exception as err:  # orbax and tensorstore raise many kinds on damaged files
-            warnings.warn(
-                f"supjax: checkpoint {directory} is unreadable ({_reason(err)}); using the one before it", stacklevel=2
-            )
+            unreadable.append((step, _reason(err)))
             if set_aside and jax.process_index() == 0:
                 aside = directory.with_name(f"{step}.unreadable")
                 while aside.exists():
                     aside = aside.with_name(aside.name + "+")
                 directory.rename(aside)
                 mgr.reload()
+            continue
+        if unreadable:
+            warn(f"{_unreadable(mgr, unreadable)}; resuming from step {step}", stacklevel=2)
+        return step, state
+    if unreadable:
+        warn(f"{_unreadable(mgr, unreadable)}; starting from step 0", stacklevel=2)
     return None
+
+
+def _unreadable(mgr, steps: list[tuple[int, str]]) -> str:
+    names = ", ".join(str(step) for step, _ in steps)
+    reasons = "; ".join(dict.fromkeys(reason for _, reason in steps))
+    return f"{mgr.directory}: checkpoint {names} is unreadable ({reasons})"
 
 
 def restore(directory: str | Path, step: int):

@@ -39,7 +39,7 @@ from supjax.engine.spec import (
 )
 from supjax.errors import ConfigError
 
-__all__ = ["AXIS", "DRIVING", "RESULT", "STATIC", "TRACED", "ConfigError", "SweepSpec", "choices_of", "setting"]
+__all__ = ["AXIS", "DEMO", "DRIVING", "RESULT", "STATIC", "TRACED", "ConfigError", "SweepSpec", "choices_of", "setting"]
 
 PAPER_WIDTHS = (10, 15, 25, 39, 63, 100)
 PAPER_WEIGHT_DECAYS = tuple(-1.0 + 2.0 * i / 9 for i in range(10))
@@ -199,6 +199,19 @@ class SweepSpec(declared.Spec):
 def distribution_key(label: str, activation_density: float) -> str:
     """The name under which a run stores the probabilities of a distribution and density."""
     return f"{label}@{float(activation_density)!r}"
+
+
+# The embedded demo (supjax demo, the bench's demo workload): both regimes, six widths, two data exponents.
+DEMO = SweepSpec(
+    n=300,
+    batch_size=1024,
+    widths=(8, 12, 16, 24, 32, 48),
+    weight_decays=(-1.0, -0.3, 0.3, 1.0),
+    alphas=(0.8, 1.4),
+    steps=2000,
+    warmup_steps=200,
+    log_every=10,
+)
 
 
 # ---- the roles, derived ------------------------------------------------------------------

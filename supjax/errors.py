@@ -15,13 +15,26 @@ Every error a user can cause is a :class:`SupjaxError`; the CLI prints ``str(err
 :class:`Interrupted` is not an error but a stop the user asked for (SIGTERM, SIGINT): the
 CLI prints it as one line too and exits 128 + the signal.
 
-This module imports nothing, so every layer may raise these.
+Warnings (a fallback, a lock taken over, a slow setting) are :class:`SupjaxWarning`, raised with
+:func:`warn`; the CLI prints each as one ``supjax: warning: ...`` line.
+
+This module imports nothing of supjax, so every layer may raise these.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
+
+
+class SupjaxWarning(UserWarning):
+    """Something a person should know that does not stop the work, said in one line."""
+
+
+def warn(message: str, stacklevel: int = 2) -> None:
+    """Warn with :class:`SupjaxWarning` (shown once per place that warns, as Python's default filter does)."""
+    warnings.warn(message, SupjaxWarning, stacklevel=stacklevel + 1)
 
 
 class SupjaxError(Exception):

@@ -16,10 +16,9 @@ import json
 import os
 import socket
 import time
-import warnings
 from pathlib import Path
 
-from supjax.errors import RunDirError
+from supjax.errors import RunDirError, warn
 
 LOCK_NAME = "lock"
 
@@ -65,9 +64,7 @@ def hold(directory: str | Path):
             ) from None
         left = _read(path)
         if left:
-            warnings.warn(
-                f"supjax: taking over the lock of {directory}, left by {describe(left)}, which is gone", stacklevel=3
-            )
+            warn(f"taking over the lock of {directory}, left by {describe(left)}, which is gone", stacklevel=3)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)

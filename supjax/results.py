@@ -202,7 +202,9 @@ def load_run(path: str | Path) -> Run:
         raise RunDirError(path, "does not exist; pass a run directory written by `supjax sweep`")
     for name in ("config.toml", "models.csv", "losses.npy", "probabilities.npz"):
         if not (path / name).is_file():
-            raise RunDirError(path, f"has no {name}; pass a finished run written by `supjax sweep`")
+            raise RunDirError(
+                path, _unfinished(path) or f"has no {name}; pass a finished run written by `supjax sweep`"
+            )
     spec = SweepSpec.from_toml(path / "config.toml")
     try:
         with open(path / "models.csv", newline="") as f:
@@ -233,6 +235,24 @@ def _final_params(path: Path, spec: SweepSpec) -> dict[int, dict[str, np.ndarray
             raise RunDirError(path, "is not finished; continue it with `supjax sweep CONFIG --out DIR --resume`")
         saved.append(restored[1])
     return params_by_width(saved)
+
+
+def _unfinished(path: Path) -> str | None:
+    """What a run directory that a sweep started but did not finish says of itself, or None."""
+    from supjax import lock
+
+    try:
+        progress = json.loads((path / "progress.json").read_text())
+        batches = json.loads((path / "batches.json").read_text())
+    except (OSError, ValueError):
+        return None
+    where = f"step {progress.get('step')} of {progress.get('steps')}"
+    if len(batches) > 1:
+        where += f" in batch {progress.get('batch', 0) + 1} of {len(batches)}"
+    if lock.holder(path) is not None:
+        return f"is still training ({where}); wait for it, or follow it with `supjax status {path}`"
+    resume = f"supjax sweep {path}/config.toml --out {path} --resume"
+    return f"is not finished (stopped at {where}); continue it with `{resume}`"
 
 
 def params_by_width(saved: list[dict]) -> dict[int, dict[str, np.ndarray]]:

@@ -165,3 +165,33 @@ def test_damaged_tables_and_reused_directories_are_one_line(reference, tmp_path,
     assert "\n" not in err and "damaged" in err
     assert main(["sweep", str(out / "config.toml"), "--out", str(out), "--quiet"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["every file", "the array data"])
+def test_a_fallback_from_a_corrupt_checkpoint_is_one_warning_line_naming_the_step(tmp_path, damage):
+    """The CLI resumes past a damaged latest checkpoint with exactly one stderr line, ``supjax: warning:``,
+    naming the step it resumes from, and nothing from orbax's logs or threads; the result is bitwise the
+    uninterrupted run's."""
+    config = write_config(tmp_path, steps=300, every=100)
+    reference, out = tmp_path / "reference", tmp_path / "damaged"
+    assert main(["sweep", str(config), "--out", str(reference), "--quiet"]) == 0
+    shutil.copytree(reference, out)
+    batch = out / "checkpoints" / "batch-000"
+    shutil.rmtree(batch / "300")  # as if killed after the checkpoint of step 200
+    (out / "losses.npy").unlink()
+    for file in (batch / "200").rglob("*"):
+        if file.is_file() and (damage == "every file" or "/d/" in str(file)):
+            file.write_bytes(file.read_bytes()[:20] + b"\x00garbage")
+    done = subprocess.run(
+        [sys.executable, "-m", "supjax.cli", "sweep", str(config), "--out", str(out), "--resume", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("supjax: warning: ") and "checkpoint 200 is unreadable" in lines[0]
+    assert lines[0].endswith("resuming from step 100")
+    assert_same_run(out, reference)

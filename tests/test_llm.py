@@ -468,3 +468,17 @@ def test_llm_command_prints_json_and_text(tmp_path, capsys):
     line = next(x for x in lines if x.split()[0] == "mean_squared_overlap")
     estimate, low, high = (float(x.strip("[],")) for x in line.split()[1:])
     assert low < estimate < high
+
+
+def test_non_finite_weights_are_an_error_that_counts_them(tmp_path, capsys):
+    """A head with NaN or inf does not pass as 'mean_norm nan': the file is damaged, said in one line with the count."""
+    W = np.random.default_rng(1).normal(size=(50, 6)).astype(np.float32)
+    W[3, :4] = np.nan
+    W[7, 0] = np.inf
+    llm.save_safetensors(tmp_path / "model.safetensors", {"lm_head.weight": W})
+    assert main(["llm", str(tmp_path), "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds 5 non-finite values (NaN or inf) of 300" in err and "lm_head.weight" in err
+    W[~np.isfinite(W)] = 0.0
+    llm.save_safetensors(tmp_path / "model.safetensors", {"lm_head.weight": W})
+    assert main(["llm", str(tmp_path), "--device", "cpu", "--quiet", "--json"]) == 0

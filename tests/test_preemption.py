@@ -83,6 +83,10 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_finishes_bitwise(
         assert main(["sweep", str(config), "--out", str(out), *extra, "--quiet"]) == 2
         refused = capsys.readouterr().err
         assert refused.count("\n") == 1 and f"process {first.pid}" in refused and "in use" in refused, refused
+    # analysing a run that is training says so, with its step
+    assert main(["analyze", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "is still training (step " in said and "supjax status" in said, said
     assert first.poll() is None, "the sweep finished before the signal: make CONFIG longer"
     sent = time.time()
     first.send_signal(signum)
@@ -94,6 +98,9 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_finishes_bitwise(
     assert len(steps) == 1 and 0 < steps[0] < 6000, steps  # the step it reached, not the periodic one
     stopped = status_of(out, capsys)
     assert not stopped["running"] and stopped["batches"][0]["checkpointed"] == steps[0]
+    assert main(["analyze", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "is not finished (stopped at step " in said and "--resume" in said, said
     resumed = sweep_cli(config, "--out", out, "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     assert_same_run(load_run(out), reference)
@@ -129,6 +136,21 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path):
         warnings.simplefilter("error")  # a clean release leaves nothing to take over
         with lock.hold(tmp_path):
             pass
+
+
+@pytest.mark.slow
+def test_a_warning_is_one_line_a_person_can_read(tmp_path):
+    """The CLI prints a supjax warning as one ``supjax: warning: ...`` line, not Python's source line."""
+    config = tmp_path / "c.toml"
+    config.write_text("n = 20\nbatch_size = 32\nwidths = [2]\nweight_decays = [1.0]\nsteps = 20\nwarmup_steps = 2\n")
+    out = tmp_path / "run"
+    assert main(["sweep", str(config), "--out", str(out / "r"), "--quiet"]) == 0
+    (out / "r" / "lock").write_text(json.dumps({"pid": 999999, "host": "gone", "since": 0}))
+    (out / "r" / "losses.npy").unlink()
+    again = sweep_cli(config, "--out", out / "r", "--resume")
+    assert again.wait(timeout=120) == 0
+    lines = again.stderr.read().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("supjax: warning: taking over the lock of "), lines
 
 
 def test_status_of_a_missing_run_is_one_line(tmp_path, capsys):

@@ -472,3 +472,14 @@ def test_the_experiment_runs_at_smoke_scale_and_the_cli_trains_its_saes(tmp_path
     summary, _ = sae.load_tables(tmp_path / "cli")
     reference, _ = sae.load_tables(tmp_path / "run" / "saes")
     np.testing.assert_array_equal(summary.mcc, reference.mcc)
+
+
+def test_the_chance_level_is_keyed_apart_from_any_seed_a_frame_is_built_from():
+    """A frame drawn by numpy's default_rng(0), the seed a user reaches for first, is not what the chance
+    level draws for model 0: its chance MCC stays near that of random directions, not 1."""
+    from supjax.sae import evaluate
+
+    W = np.random.default_rng(0).standard_normal((64, 8))
+    chance = evaluate._chance(W, 64, seed=0)
+    other = evaluate._chance(np.random.default_rng(1).standard_normal((64, 8)), 64, seed=0)
+    assert chance["mcc_chance"] < 0.95 and abs(chance["mcc_chance"] - other["mcc_chance"]) < 0.1, (chance, other)

@@ -305,3 +305,53 @@ def test_the_paper_grid_workload_is_the_papers_1020_models():
     assert workload.num_models == 1020
     for field in ("n", "batch_size", "steps", "warmup_steps", "lr", "widths", "weight_decays", "alphas"):
         assert getattr(workload, field) == pytest.approx(getattr(grid, field)), field
+
+
+def test_bfloat16_on_a_cpu_without_bfloat16_arithmetic_warns_with_the_measured_factor(tiny_spec, monkeypatch):
+    import warnings
+
+    from supjax import layout, model
+    from supjax.errors import SupjaxWarning
+
+    spec = tiny_spec.replace(precision="bfloat16")
+    monkeypatch.setattr(model, "native_bfloat16", lambda: False)
+    with pytest.warns(SupjaxWarning, match=r"emulated: it ran at 0\.5x float32"):
+        layout.resolve_for_backend(spec, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layout.resolve_for_backend(spec, "gpu")  # accelerators have it
+        layout.resolve_for_backend(tiny_spec, "cpu")  # float32 asks for nothing
+        monkeypatch.setattr(model, "native_bfloat16", lambda: True)
+        layout.resolve_for_backend(spec, "cpu")
+
+
+@pytest.mark.slow
+def test_a_program_read_from_the_persistent_cache_computes_what_a_fresh_compile_computes(tmp_path):
+    """Two fresh processes with one cache directory: the first compiles and writes the programs, the second
+    reads them back (it writes none) and trains to the same bits; with the cache off, the same bits again."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, supjax\n"
+        "spec = supjax.SweepSpec(n=32, batch_size=64, widths=(4, 6), weight_decays=(-1.0, 1.0), steps=40,"
+        " warmup_steps=4, progress=False)\n"
+        "np.save(sys.argv[1], supjax.run_sweep(spec).losses)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    cache = tmp_path / "cache"
+
+    def run(name, where):
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], capture_output=True, text=True,
+                              env={**env, "SUPJAX_CACHE_DIR": where}, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return np.load(tmp_path / f"{name}.npy")
+
+    first = run("first", str(cache))
+    written = {p.name for p in cache.iterdir()}
+    second = run("second", str(cache))
+    assert written and {p.name for p in cache.iterdir()} == written  # read back, nothing new compiled
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first, run("uncached", "off"))
+    assert not (tmp_path / "off").exists()

@@ -12,11 +12,12 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from supjax.errors import Interrupted, SupjaxError
+from supjax.errors import Interrupted, SupjaxError, SupjaxWarning
 
 
 class RunKind(NamedTuple):
@@ -53,6 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("--out", help="figure directory (default: RUN/figures)")
 
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line
+        return _run(args, handlers, run_kinds)
+
+
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A supjax warning as one ``supjax: warning: ...`` line; any other as Python prints it."""
+    if issubclass(category, SupjaxWarning):
+        print(f"supjax: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _run(args, handlers: dict, run_kinds: list) -> int:
     try:
         if args.command in ("analyze", "plot"):
             kind = next(kind for kind in run_kinds if kind.is_run(args.run))

@@ -7,20 +7,8 @@ import time
 from pathlib import Path
 
 from supjax.cli import RunKind, figure_folder
-from supjax.config import PRECISIONS, ConfigError, SweepSpec
+from supjax.config import DEMO, PRECISIONS, ConfigError, SweepSpec
 from supjax.errors import OptionError
-
-# The embedded demo: both regimes, six widths, two data exponents; under two minutes on 2 CPU cores.
-DEMO = SweepSpec(
-    n=300,
-    batch_size=1024,
-    widths=(8, 12, 16, 24, 32, 48),
-    weight_decays=(-1.0, -0.3, 0.3, 1.0),
-    alphas=(0.8, 1.4),
-    steps=2000,
-    warmup_steps=200,
-    log_every=10,
-)
 
 
 def add(commands) -> dict:
@@ -40,7 +28,10 @@ def add(commands) -> dict:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
 
     bench = commands.add_parser("bench", help="measure model-steps/s of a named workload")
-    bench.add_argument("workload", nargs="?", default="paper-slice", help="paper-slice, paper-grid or large")
+    bench.add_argument("workload", nargs="?", default="paper-slice", help="paper-slice, paper-grid, large or demo")
+    bench.add_argument(
+        "--first-step", action="store_true", help="time a fresh process to its first steps: cold, warm, uncached"
+    )
     bench.add_argument("--steps", type=int, default=20, help="timed steps of every model (after a warm-up)")
     bench.add_argument("--baseline", action="store_true", help="also run the paper's one-model-at-a-time loop")
     bench.add_argument("--baseline-steps", type=int, default=20, help="timed steps of each baseline model")
@@ -110,6 +101,8 @@ def _bench(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():
         raise OptionError("--out", str(out), "is a file; name a directory for the result files")
+    if args.first_step:
+        return _first_step(args)
     baseline = args.baseline_steps if args.baseline else None
     result = bench.run(args.workload, args.steps, baseline, args.sparse, args.precision)
     if out is not None:
@@ -119,6 +112,23 @@ def _bench(args) -> int:
         print(json.dumps(result))
         return 0
     print(bench.format_result(result))
+    return 0
+
+
+def _first_step(args) -> int:
+    from supjax import bench
+
+    result = bench.cold_and_warm(args.workload)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"supjax bench {args.workload} --first-step ({result['device']}): seconds from process start to the first steps"
+    )
+    for kind in ("cold", "warm", "uncached"):
+        times = result[kind]
+        print(f"  {kind:<8} {times['first_step_s']:6.2f} s (imports {times['import_s']:.2f} s)")
+    print(f"  the persistent cache held {result['cache_entries']} programs")
     return 0
 
 

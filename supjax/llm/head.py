@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats
 
 from supjax import metrics
-from supjax.errors import OptionError
+from supjax.errors import OptionError, WeightFileError
 from supjax.llm import overlaps
 from supjax.llm.weights import load_matrix
 
@@ -239,10 +239,23 @@ def _sampled_overlaps(norms: np.ndarray, sums: overlaps.PairSums, population: in
     return report
 
 
+def non_finite(values, rows: int = 4096) -> int:
+    """How many entries of the matrix ``values`` (perhaps memory-mapped) are NaN or inf, read in row blocks."""
+    return int(sum(np.count_nonzero(~np.isfinite(np.asarray(values[i : i + rows], np.float32)))
+                   for i in range(0, values.shape[0], rows)))  # fmt: skip
+
+
 def analyze_path(path: str | Path, tensor: str | None = None, **options) -> dict:
     """:func:`~supjax.llm.weights.load_matrix`, then :func:`analyze_matrix`; adds path, tensor, load_seconds."""
     start = time.perf_counter()
     head = load_matrix(path, tensor)
+    bad = non_finite(head.values)
+    if bad:
+        raise WeightFileError(
+            head.source,
+            f"tensor {head.tensor} holds {bad} non-finite values (NaN or inf) of {head.values.size}; "
+            "the weights are damaged: export them again",
+        )
     loaded = time.perf_counter() - start
     report = analyze_matrix(head.values, **options)
     return {"path": str(head.source), "tensor": head.tensor, "load_seconds": loaded, **report}

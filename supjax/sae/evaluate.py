@@ -169,11 +169,15 @@ def _match(cosine: np.ndarray, alive: np.ndarray, represented: np.ndarray) -> di
     return out
 
 
+_CHANCE_TAG = 0x5AE_C4A7CE
+
+
 def _chance(W: np.ndarray, d: int, seed: int) -> dict:
     """MCC and recovered fraction of ``d`` random unit directions against the rows of ``W: [n, m]``."""
     norms = np.linalg.norm(W, axis=1, keepdims=True)
     unit = np.where(norms > 1e-12, W / np.where(norms > 1e-12, norms, 1.0), 0.0)
-    directions = np.random.default_rng(seed).standard_normal((d, W.shape[1]))
+    # keyed apart from any seed a user builds a frame from (default_rng(0) would draw W's own rows)
+    directions = np.random.default_rng([_CHANCE_TAG, seed]).standard_normal((d, W.shape[1]))
     cosine = np.abs(unit @ (directions / np.linalg.norm(directions, axis=1, keepdims=True)).T)
     rows, cols = scipy.optimize.linear_sum_assignment(cosine, maximize=True)
     return {
