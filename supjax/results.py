@@ -142,15 +142,15 @@ class Run:
 
 def prepare_run_dir(path: str | Path) -> Path:
     """Refuse an existing non-empty directory, then create ``path``."""
-    return rundir.prepare(path, "batches.json")
+    return rundir.prepare(path, "batches.json", starting=("config.toml", "models.csv"))
 
 
 def start_run_dir(path: str | Path, spec: SweepSpec, rows: list[dict], batches: list[list[int]]) -> None:
     """Create the run directory with what a resume needs: the config and the batch layout."""
     path = prepare_run_dir(path)
     write_atomic(path / "config.toml", to_toml(spec.to_dict()))
-    write_atomic(path / "batches.json", json.dumps(batches) + "\n")
     _write_models(path, rows)
+    write_atomic(path / "batches.json", json.dumps(batches) + "\n")  # last: a run to resume
 
 
 def saved_spec_and_batches(path: str | Path, spec: SweepSpec) -> tuple[SweepSpec, list[list[int]]]:

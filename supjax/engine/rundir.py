@@ -13,12 +13,19 @@ from pathlib import Path
 from supjax.errors import RunDirError
 
 
-def prepare(path: str | Path, marker: str) -> Path:
-    """Refuse a directory holding a run (its ``marker`` file) or anything else, then create ``path``."""
+def prepare(path: str | Path, marker: str, starting: tuple[str, ...] = ()) -> Path:
+    """Refuse a directory holding a run (its ``marker`` file) or anything else, then create ``path``.
+
+    A wing writes its ``marker`` last when it starts a run, so a directory without it holds no run
+    to resume; one whose files are only those a start writes before its marker (``starting``, the
+    lock, temporary files) is the leftover of a start that was cut off, and is started again."""
     path = Path(path)
     if (path / marker).is_file():
         raise RunDirError(path, "holds a run; add --resume to continue it, or choose a new --out")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    leftovers = {*starting, "lock", ".write-test"}
+    if path.exists() and (
+        not path.is_dir() or any(p.name not in leftovers and not p.name.endswith(".tmp") for p in path.iterdir())
+    ):
         raise RunDirError(path, "exists and is not empty; choose a new --out")
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -69,15 +69,15 @@ def run_llc(toy: str | Path | Run, spec: LlcSpec, out: str | Path | None = None,
             out = Path(out)
             if not resume:
                 lock.refuse_if_held(out)
-                rundir.prepare(out, "llc.toml")
+                rundir.prepare(out, "llc.toml", starting=("toy_run.json", "chains.csv"))
             else:
                 spec = _check_resume(out, spec, source)
             stack.enter_context(lock.hold(out))
         plan = layout.plan(spec, run, anchors)
         if out is not None and not resume:
-            write_atomic(out / "llc.toml", to_toml(_flat(spec)) + _selection_toml(spec))
             write_atomic(out / "toy_run.json", json.dumps({"toy_run": source}) + "\n")
             _write_chains(out, plan.rows)
+            write_atomic(out / "llc.toml", to_toml(_flat(spec)) + _selection_toml(spec))  # last: a run to resume
         started = time.perf_counter()
         bar = driver.Report(spec.draws, [len(plan.rows)], out, spec.progress, unit="draw", what="chains")
         report = stack.enter_context(bar)

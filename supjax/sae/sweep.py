@@ -23,14 +23,17 @@ import jax
 import numpy as np
 
 from supjax import lock
-from supjax.engine import driver
+from supjax.engine import driver, rundir
 from supjax.engine.spec import resume_diff
 from supjax.errors import ConfigError, Interrupted, RunDirError
-from supjax.results import Run, load_run, prepare_run_dir, write_atomic
+from supjax.results import Run, load_run, write_atomic
 from supjax.sae import layout
 from supjax.sae.results import SaeRun, spec_toml, write_saes
 from supjax.sae.spec import SaeSpec
 from supjax.sae.toys import ToyModels
+
+# What a start writes before sae.toml (toy_weights.npz through a temporary file, toy_weights.tmp.npz).
+SAE_STARTING = ("toy_config.toml", "toy_models.csv", "toy_weights.tmp.npz", "toy_weights.npz", "saes.csv")
 
 
 class SaeInterrupted(Interrupted):
@@ -72,16 +75,16 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
                 lock.refuse_if_held(out)
                 if (out / "sae.toml").is_file():
                     raise RunDirError(out, "holds an SAE run; add --resume to continue it, or choose a new --out")
-                prepare_run_dir(out)
+                rundir.prepare(out, "sae.toml", starting=SAE_STARTING)
             else:
                 spec = _check_resume(out, spec, toys)
             stack.enter_context(lock.hold(out))
         spec = layout.resolve_for_backend(spec)  # after the resume diff: a saved sae_block is kept
         plan = layout.plan(spec, toys)
         if out is not None and not resume:
-            write_atomic(out / "sae.toml", spec_toml(spec))
             toys.save(out)
             write_saes(out, plan.rows)
+            write_atomic(out / "sae.toml", spec_toml(spec))  # last: a run to resume
         started = time.perf_counter()
         report = stack.enter_context(
             driver.Report(spec.steps, [len(plan.rows)], out, spec.progress, "SAE-step", "SAEs")
