@@ -184,6 +184,8 @@ def save_run(run: Run, path: str | Path) -> None:
     save_atomic(path / "losses.npy", lambda f: np.save(f, run.losses))
     save_atomic(path / "probabilities.npz", lambda f: np.savez(f, **run.probabilities))
     write_atomic(path / "run.json", json.dumps(run.info, indent=2) + "\n")
+    final = [str(p.relative_to(path)) for p in sorted((path / "checkpoints").glob(f"batch-*/{run.spec.steps}"))]
+    rundir.seal(path, ["config.toml", "models.csv", "losses.npy", "probabilities.npz", *final])
 
 
 def _write_models(path: Path, rows: list[dict]) -> None:
@@ -205,6 +207,7 @@ def load_run(path: str | Path) -> Run:
             raise RunDirError(
                 path, _unfinished(path) or f"has no {name}; pass a finished run written by `supjax sweep`"
             )
+    rundir.verify(path, "write them again with `supjax sweep DIR/config.toml --out DIR --resume`")
     spec = SweepSpec.from_toml(path / "config.toml")
     try:
         with open(path / "models.csv", newline="") as f:

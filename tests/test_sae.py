@@ -361,6 +361,11 @@ def test_cli_errors_are_one_line_and_exit_2(sae_dir, tmp_path, capsys):
         if file.is_file() and file.stat().st_size > 0:
             file.write_bytes(b"\0" * 16)
     assert cli.main(["analyze", str(damaged)]) == 2
+    err = capsys.readouterr().err  # the checksums the run wrote find the damage first
+    assert err.startswith(f"supjax: error: run directory {damaged}: its checkpoints/400/") and err.count("\n") == 1
+    assert "is missing or damaged (not the file the run wrote); write them again with `supjax sae" in err
+    (damaged / "checksums.json").unlink()  # a run written before supjax kept checksums: the checkpoint says it
+    assert cli.main(["analyze", str(damaged)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("supjax: error: checkpoint ") and "is unreadable" in err and err.count("\n") == 1
 

@@ -48,3 +48,47 @@ def save_atomic(path: Path, write, mode: str = "wb") -> None:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` into ``path`` through a temporary file, so a reader never sees half of it."""
     save_atomic(path, lambda f: f.write(text), mode="w")
+
+
+CHECKSUMS = "checksums.json"
+
+
+def seal(path: str | Path, names: list[str]) -> None:
+    """Write ``checksums.json``: the SHA-256 of every file ``names`` (relative to ``path``; a folder stands for
+    every file under it) of a finished run, so that a reader finds a damaged table instead of reading
+    wrong numbers (:func:`verify`). Written last, atomically."""
+    import hashlib
+    import json
+
+    path = Path(path)
+    digests = {}
+    for name in names:
+        target = path / name
+        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        for file in files:
+            digests[str(file.relative_to(path))] = hashlib.sha256(file.read_bytes()).hexdigest()
+    write_atomic(path / CHECKSUMS, json.dumps(digests, indent=1, sort_keys=True) + "\n")
+
+
+def verify(path: str | Path, again: str) -> None:
+    """Check the files of a finished run against its ``checksums.json`` (a run written before supjax
+    kept them has none, and is read as it is); ``again``: how to write them again, for the error line."""
+    import hashlib
+    import json
+
+    path = Path(path)
+    if not (path / CHECKSUMS).is_file():
+        return
+    try:
+        digests = json.loads((path / CHECKSUMS).read_text())
+        assert isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values())
+    except (ValueError, OSError, AssertionError):
+        raise RunDirError(path, f"has a damaged {CHECKSUMS}; {again}") from None
+    for name, digest in digests.items():
+        file = path / name
+        try:
+            same = hashlib.sha256(file.read_bytes()).hexdigest() == digest
+        except OSError:
+            same = False
+        if not same:
+            raise RunDirError(path, f"its {name} is missing or damaged (not the file the run wrote); {again}")

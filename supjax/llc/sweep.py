@@ -94,6 +94,7 @@ def run_llc(toy: str | Path | Run, spec: LlcSpec, out: str | Path | None = None,
         if out is not None:
             np.savez(out / "traces.npz", **result.traces)
             write_atomic(out / "run.json", json.dumps(info, indent=2) + "\n")
+            rundir.seal(out, ["llc.toml", "chains.csv", "traces.npz"])
             write_tables(result)
     return result
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from supjax.engine import rundir
 from supjax.errors import RunDirError
 from supjax.results import to_toml, write_atomic
 from supjax.sae.spec import SaeSpec
@@ -133,6 +134,7 @@ def load_sae_run(path: str | Path) -> SaeRun:
     for name in ("sae.toml", "toy_config.toml", "toy_models.csv", "toy_weights.npz", "saes.csv", "losses.npy"):
         if not (path / name).is_file():
             raise RunDirError(path, f"has no {name}; pass a finished SAE run written by `supjax sae`")
+    rundir.verify(path, "write them again with `supjax sae TOY_RUN --config DIR/sae.toml --out DIR --resume`")
     spec = SaeSpec.from_toml(path / "sae.toml")
     try:
         toys = ToyModels.load(path)

@@ -98,6 +98,8 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
             np.save(out / "losses.npy", losses)
             np.save(out / "l0.npy", l0)
             write_atomic(out / "run.json", json.dumps(info, indent=2) + "\n")
+            tables = ["sae.toml", "saes.csv", "toy_config.toml", "toy_models.csv", "toy_weights.npz", "losses.npy"]
+            rundir.seal(out, [*tables, "l0.npy", f"checkpoints/{spec.steps}"])
             result.evaluate(write=True)
     return result
 
