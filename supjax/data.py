@@ -12,6 +12,7 @@ float32 uniform (23 random bits), keeps probabilities as small as 1e-9 exact.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -61,6 +62,24 @@ def stream_tables(spec, p: np.ndarray) -> dict[str, np.ndarray]:
     if LOSSES[spec.loss].one_active_feature:  # drawn with probability p_i / sum p
         return correlated_tables(p / p.sum(), "exclusive", spec.n, high - low)
     return correlated_tables(p, kind, spec.correlation_block, high - low)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerStatic:
+    """The toy run's sampler fields that a wing reading its models carries in its ``Static`` (the base of
+    the SAE and LLC wings' compile keys): what :func:`sample_streams` needs besides the batch size."""
+
+    n: int
+    feature_values: str
+    unit_values: bool
+    correlation_block: int
+    exclusive_blocks: bool
+    loss: str
+
+    @classmethod
+    def fields_of(cls, spec) -> dict:
+        """These fields' values in the toy run's ``spec``."""
+        return {f.name: getattr(spec, f.name) for f in dataclasses.fields(cls)}
 
 
 class Streams(NamedTuple):

@@ -197,6 +197,14 @@ def _write_models(path: Path, rows: list[dict]) -> None:
     save_atomic(path / "models.csv", write, mode="w")
 
 
+def read_toy_run(toy: str | Path | Run) -> tuple[Run, str | None]:
+    """A toy run given as a directory or a :class:`Run`, and where it lives (None for one in memory):
+    what the wings that read toy models (SAEs, LLC) start from."""
+    if isinstance(toy, (str, Path)):
+        return load_run(toy), str(Path(toy).resolve())
+    return toy, (str(toy.path) if toy.path else None)
+
+
 def load_run(path: str | Path) -> Run:
     """Read a finished run directory written by ``supjax sweep`` or :func:`supjax.run_sweep`."""
     path = Path(path)

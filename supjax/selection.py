@@ -8,7 +8,9 @@ table of models.csv columns and the values to keep, e.g. ``select = {m = [16], w
 from __future__ import annotations
 
 import math
+from typing import Any
 
+from supjax.engine import spec as declared
 from supjax.engine.spec import each
 from supjax.errors import ConfigError
 
@@ -80,3 +82,34 @@ def models_rule(spec, values):
     if len(set(values)) != len(values):
         return list(values), "contains duplicates; list each index once"
     return each(lambda s, v: None if v >= 0 else "a model index is >= 0")(spec, values)
+
+
+class ReadsToyRun(declared.Spec):
+    """The base of a spec that reads the toy models of a run (the SAEs, the LLC): its ``models`` and
+    ``select`` fields, ``select.KEY = [...]`` keys in TOML, and :meth:`selected`."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.select, dict):
+            object.__setattr__(self, "select", normalised(self.select))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        """Build and validate a spec from plain values; ``select.KEY = [...]`` is ``select = {KEY = [...]}``."""
+        values = dict(values)
+        for key in [k for k in values if k.startswith("select.")]:
+            chosen = values.get("select") or {}
+            if not isinstance(chosen, dict):
+                raise ConfigError("select", chosen, "must be a table, e.g. select = {m = [16]}")
+            values["select"] = {**chosen, key.removeprefix("select."): values.pop(key)}
+        return super().from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = super().to_dict()
+        if self.select is not None:
+            values["select"] = {k: list(v) for k, v in self.select.items()}
+        return values
+
+    def selected(self, models: list[dict]) -> list[int]:
+        """The indices of the toy models (rows of a run's models.csv) this spec reads."""
+        return selected(models, self.models, self.select)

@@ -203,18 +203,13 @@ def get(
     return ModelDef(init, autodiff)
 
 
+# The fields of a spec or Static that define its model (the options of get).
+MODEL_FIELDS = ("loss", "target", "fused_gradient", "batch_tile", "weight_init", "bias_init", "precision")
+
+
 def definition(config) -> ModelDef:
     """:func:`get` with the model fields of a :class:`supjax.config.SweepSpec` or ``program.Static``."""
-    return get(
-        config.model,
-        loss=config.loss,
-        target=config.target,
-        fused_gradient=config.fused_gradient,
-        batch_tile=config.batch_tile,
-        weight_init=config.weight_init,
-        bias_init=config.bias_init,
-        precision=config.precision,
-    )
+    return get(config.model, **{name: getattr(config, name) for name in MODEL_FIELDS})
 
 
 def module_class(name: str) -> type[nnx.Module]:

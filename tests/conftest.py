@@ -80,3 +80,22 @@ def tiny_spec():
         log_every=10,
         progress=False,
     )
+
+
+@pytest.fixture
+def sigterm_after_a_chunk(monkeypatch):
+    """Every compiled chunk of the engine sends this process SIGTERM once it returns, as a scheduler
+    would in the middle of a run; ``monkeypatch.undo()`` ends it."""
+    import signal
+
+    from supjax.engine import program
+
+    train_chunk = program.train_chunk
+
+    def signalled(*args, **kwargs):
+        out = train_chunk(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(program, "train_chunk", signalled)
+    return monkeypatch

@@ -199,22 +199,10 @@ def test_the_tables_say_what_each_chain_estimated(llc_dir):
     }
 
 
-def test_an_interrupted_llc_run_resumes_to_the_same_numbers(toy_run, llc_dir, tmp_path, monkeypatch):
-    import os
-    import signal
-
+def test_an_interrupted_llc_run_resumes_to_the_same_numbers(toy_run, llc_dir, tmp_path, sigterm_after_a_chunk):
     from supjax import llc, status
-    from supjax.engine import program as engine
 
     _, finished = llc_dir
-    train_chunk = engine.train_chunk
-
-    def signalled(*args, **kwargs):
-        out = train_chunk(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return out
-
-    monkeypatch.setattr(engine, "train_chunk", signalled)
     spec = llc.LlcSpec(**SPEC, checkpoint_every=100)
     with pytest.raises(llc.sweep.LlcInterrupted) as stopped:
         llc.run_llc(toy_run, spec, out=tmp_path / "run")
@@ -222,7 +210,7 @@ def test_an_interrupted_llc_run_resumes_to_the_same_numbers(toy_run, llc_dir, tm
     assert str(stopped.value).startswith("interrupted at draw 100 of 200; continue with: supjax llc ")
     state = status.run_status(tmp_path / "run")
     assert state["kind"] == "llc" and state["batches"][0]["checkpointed"] == 100 and not state["finished"]
-    monkeypatch.undo()
+    sigterm_after_a_chunk.undo()
     resumed = llc.run_llc(toy_run, spec, out=tmp_path / "run", resume=True)
     for name in ("losses", "reference", "acceptance"):
         np.testing.assert_array_equal(resumed.traces[name], finished.traces[name])

@@ -288,24 +288,11 @@ def test_an_interrupted_sae_run_resumed_gives_the_same_numbers(sae_dir, frame_ru
 
 
 def test_sigterm_stops_after_the_chunk_in_flight_and_resume_gives_the_same_numbers(
-    sae_dir, frame_run, tmp_path, monkeypatch
+    sae_dir, frame_run, tmp_path, sigterm_after_a_chunk
 ):
     """SIGTERM during the first chunk: the chunk finishes, is checkpointed, and the run stops with one
     line naming the command that continues it; the resumed run equals the uninterrupted one."""
-    import os
-    import signal
-
     _, finished = sae_dir
-    from supjax.engine import program as engine
-
-    train_chunk = engine.train_chunk
-
-    def signalled(*args, **kwargs):
-        out = train_chunk(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return out
-
-    monkeypatch.setattr(engine, "train_chunk", signalled)
     spec = sae.SaeSpec(**GRID, checkpoint_every=200)
     with pytest.raises(sae.sweep.SaeInterrupted) as stopped:
         sae.run_sae(frame_run, spec, out=tmp_path / "run")
@@ -322,7 +309,7 @@ def test_sigterm_stops_after_the_chunk_in_flight_and_resume_gives_the_same_numbe
     assert "supjax sae TOY_RUN --config" in status.format_status(state)
     # the backend's choice is kept, so a resume on another backend trains the same program
     assert sae.SaeSpec.from_toml(tmp_path / "run" / "sae.toml").sae_block == layout.CPU_SAE_BLOCK
-    monkeypatch.undo()
+    sigterm_after_a_chunk.undo()
     resumed = sae.run_sae(frame_run, spec, out=tmp_path / "run", resume=True)
     np.testing.assert_array_equal(resumed.losses, finished.losses)
     np.testing.assert_array_equal(resumed.params(40)["W_dec"], finished.params(40)["W_dec"])

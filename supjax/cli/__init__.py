@@ -100,6 +100,18 @@ def _status(run: str, as_json: bool) -> int:
     return 0
 
 
+def add_reader_command(commands, name: str, help: str, spec: str):
+    """``supjax NAME RUN --config TOML --out DIR [--set] [--resume] [--quiet]``: a wing that reads a toy run."""
+    command = commands.add_parser(name, help=help)
+    command.add_argument("run", help="toy-model run directory (written by supjax sweep)")
+    command.add_argument("--config", required=True, help=f"TOML file with {spec} keys")
+    command.add_argument("--out", required=True, help=f"{name.upper()} run directory to create")
+    command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    command.add_argument("--resume", action="store_true", help=f"continue the interrupted {name.upper()} run in --out")
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
+    return command
+
+
 def figure_folder(run: str, out: str | None) -> Path:
     """Where ``supjax plot RUN [--out DIR]`` writes."""
     return Path(out) if out else Path(run) / "figures"

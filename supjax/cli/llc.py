@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supjax.cli import RunKind, figure_folder
+from supjax.cli import RunKind, add_reader_command, figure_folder
 
 
 def add(commands) -> dict:
-    llc = commands.add_parser("llc", help="estimate the local learning coefficient of every model of a run (SGLD)")
-    llc.add_argument("run", help="toy-model run directory (written by supjax sweep)")
-    llc.add_argument("--config", required=True, help="TOML file with LlcSpec keys")
-    llc.add_argument("--out", required=True, help="LLC run directory to create")
-    llc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    llc.add_argument("--resume", action="store_true", help="continue the interrupted LLC run in --out")
-    llc.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_reader_command(commands, "llc", "estimate the local learning coefficient of every model of a run", "LlcSpec")
     return {"llc": _llc}
 
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supjax.cli import RunKind, figure_folder
+from supjax.cli import RunKind, add_reader_command, figure_folder
 
 
 def add(commands) -> dict:
-    sae = commands.add_parser("sae", help="train sparse autoencoders on every model of a run (or a selection)")
-    sae.add_argument("run", help="toy-model run directory (written by supjax sweep)")
-    sae.add_argument("--config", required=True, help="TOML file with SaeSpec keys")
-    sae.add_argument("--out", required=True, help="SAE run directory to create")
-    sae.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    sae.add_argument("--resume", action="store_true", help="continue the interrupted SAE run in --out")
-    sae.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_reader_command(commands, "sae", "train sparse autoencoders on every model of a run (or a selection)", "SaeSpec")
     return {"sae": _sae}
 
 

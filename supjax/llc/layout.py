@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from supjax import data, model
+from supjax import data, model, variants
 from supjax.engine.driver import Job
 from supjax.engine.layout import Placement
 from supjax.errors import ConfigError
@@ -163,19 +163,10 @@ def plan(spec: LlcSpec, run: Run, anchors: list[Anchor]) -> Layout:
             )
         )
     static = program.Static(
-        n=toy.n,
-        feature_values=toy.feature_values,
-        unit_values=toy.unit_values,
-        correlation_block=toy.correlation_block,
-        exclusive_blocks=toy.exclusive_blocks,
-        loss=toy.loss,
+        **data.SamplerStatic.fields_of(toy),
         model=toy.model,
-        target=toy.target,
-        fused_gradient=toy.fused_gradient,
-        batch_tile=spec.batch_size,
-        weight_init=toy.weight_init,
-        bias_init=toy.bias_init,
-        precision=toy.precision,
+        **{name: getattr(toy, name) for name in variants.MODEL_FIELDS if name not in ("loss", "batch_tile")},
+        batch_tile=spec.batch_size,  # untiled: the chains' batches are small
         batch_size=spec.batch_size,
         steps=spec.draws,
         log_every=spec.log_every,

@@ -36,16 +36,10 @@ class GroupShape(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Static:
-    """Everything that sets shapes or code: the compile cache key."""
+class Static(data.SamplerStatic):
+    """Everything that sets shapes or code: the compile cache key (the toy run's sampler fields, its model's
+    fields with batch_tile set to the LLC batch, untiled, then the chains')."""
 
-    # the toy model and its sampler (the toy run's spec; batch_tile set to the LLC batch: untiled)
-    n: int
-    feature_values: str
-    unit_values: bool
-    correlation_block: int
-    exclusive_blocks: bool
-    loss: str
     model: str
     target: str
     fused_gradient: bool

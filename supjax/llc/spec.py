@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from supjax import selection
 from supjax.engine import spec as declared
 from supjax.engine.spec import AXIS, DRIVING, STATIC, TRACED, each, every_log, positive, setting
-from supjax.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class LlcSpec(declared.Spec):
+class LlcSpec(selection.ReadsToyRun):
     """SGLD chains at every selected toy model: ``chains`` of each (n beta, gamma_loc, eps) setting.
 
     Example:
@@ -58,28 +56,6 @@ class LlcSpec(declared.Spec):
     max_to_keep: int = setting(2, DRIVING, "checkpoints kept")
     progress: bool = setting(True, DRIVING, "show a progress bar")
 
-    def __post_init__(self):
-        super().__post_init__()
-        if isinstance(self.select, dict):
-            object.__setattr__(self, "select", selection.normalised(self.select))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LlcSpec:
-        """Build and validate a spec from plain values; ``select.KEY = [...]`` is ``select = {KEY = [...]}``."""
-        values = dict(values)
-        for key in [k for k in values if k.startswith("select.")]:
-            chosen = values.get("select") or {}
-            if not isinstance(chosen, dict):
-                raise ConfigError("select", chosen, "must be a table, e.g. select = {m = [16]}")
-            values["select"] = {**chosen, key.removeprefix("select."): values.pop(key)}
-        return super().from_dict(values)
-
-    def to_dict(self) -> dict[str, Any]:
-        values = super().to_dict()
-        if self.select is not None:
-            values["select"] = {k: list(v) for k, v in self.select.items()}
-        return values
-
     # ---- the grid -----------------------------------------------------------------
 
     @property
@@ -95,10 +71,6 @@ class LlcSpec(declared.Spec):
     @property
     def settings_per_model(self) -> int:
         return len(self.settings)
-
-    def selected(self, models: list[dict]) -> list[int]:
-        """The indices of the toy models (rows of a run's models.csv) this spec estimates."""
-        return selection.selected(models, self.models, self.select)
 
 
 AXES = ("localizations", "step_sizes")

@@ -24,30 +24,19 @@ import numpy as np
 from supjax import lock
 from supjax.engine import driver, rundir
 from supjax.engine.spec import resume_diff
-from supjax.errors import ConfigError, Interrupted, RunDirError
+from supjax.errors import ConfigError, ReaderInterrupted, RunDirError
 from supjax.llc import layout
 from supjax.llc.program import LOGS
 from supjax.llc.results import LlcRun, write_tables
 from supjax.llc.spec import LlcSpec
-from supjax.results import Run, load_run, to_toml, write_atomic
+from supjax.results import Run, read_toy_run, to_toml, write_atomic
 
 
-class LlcInterrupted(Interrupted):
-    """An LLC run stopped by a signal after checkpointing: one line, and the command that continues it."""
+class LlcInterrupted(ReaderInterrupted):
+    """An LLC run stopped by a signal after checkpointing."""
 
     def __init__(self, signum: int, step: int, steps: int, out, toy):
-        Exception.__init__(self)
-        self.signum, self.step, self.steps, self.out = signum, step, steps, out
-        self.batch, self.batches, self.exit_code = 0, 1, 128 + signum
-        if out is None:
-            self.then = "no run directory was given, so nothing was saved"
-        else:
-            self.then = (
-                f"continue with: supjax llc {toy or 'RUN'} --config {Path(out) / 'llc.toml'} --out {out} --resume"
-            )
-
-    def __str__(self) -> str:
-        return f"interrupted at draw {self.step} of {self.steps}; {self.then}"
+        super().__init__("llc", signum, step, steps, out, toy, unit="draw")
 
 
 def run_llc(toy: str | Path | Run, spec: LlcSpec, out: str | Path | None = None, resume: bool = False) -> LlcRun:
@@ -60,8 +49,7 @@ def run_llc(toy: str | Path | Run, spec: LlcSpec, out: str | Path | None = None,
         >>> llc.summary()  # one row per w* and setting: llc_mean, llc_std, acceptance, passes, ...
     """
     spec = spec.validate()
-    source = str(Path(toy).resolve()) if isinstance(toy, (str, Path)) else (str(toy.path) if toy.path else None)
-    run = load_run(toy) if isinstance(toy, (str, Path)) else toy
+    run, source = read_toy_run(toy)
     anchors = layout.anchors_of(run, spec)
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(driver.StopOnSignal())

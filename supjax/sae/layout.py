@@ -159,12 +159,7 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
 def _static(spec: SaeSpec, toys: ToyModels, dictionary: int, k_max: int, widths: tuple, groups: tuple = ()):
     toy = toys.spec
     return program.Static(
-        n=toy.n,
-        feature_values=toy.feature_values,
-        unit_values=toy.unit_values,
-        correlation_block=toy.correlation_block,
-        exclusive_blocks=toy.exclusive_blocks,
-        loss=toy.loss,
+        **data.SamplerStatic.fields_of(toy),
         batch_size=spec.batch_size,
         steps=spec.steps,
         log_every=spec.log_every,

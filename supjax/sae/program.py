@@ -46,17 +46,9 @@ class GroupShape(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Static:
-    """Everything that sets shapes or code: the compile cache key of :data:`train_chunk`."""
+class Static(data.SamplerStatic):
+    """Everything that sets shapes or code: the compile key (the toy run's sampler fields, then the sweep's)."""
 
-    # the toy run's sampler (see supjax.data.sample_streams)
-    n: int
-    feature_values: str
-    unit_values: bool
-    correlation_block: int
-    exclusive_blocks: bool
-    loss: str
-    # the SAE sweep
     batch_size: int
     steps: int
     log_every: int

@@ -24,7 +24,6 @@ TOML (``supjax.configfile.read_toml``), with the selection as a table or dotted 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from supjax import selection
 from supjax.engine import spec as declared
@@ -34,7 +33,7 @@ from supjax.sae.architectures import ARCHITECTURES
 
 
 @dataclass(frozen=True)
-class SaeSpec(declared.Spec):
+class SaeSpec(selection.ReadsToyRun):
     """A grid of SAEs: every architecture x its sparsities x dictionary ratios x lrs x seeds, on
     every selected toy model of a run (all of them by default).
 
@@ -78,28 +77,6 @@ class SaeSpec(declared.Spec):
     max_to_keep: int = setting(2, DRIVING, "checkpoints kept")
     progress: bool = setting(True, DRIVING, "show a progress bar")
 
-    def __post_init__(self):
-        super().__post_init__()
-        if isinstance(self.select, dict):
-            object.__setattr__(self, "select", selection.normalised(self.select))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SaeSpec:
-        """Build and validate a spec from plain values; ``select.KEY = [...]`` is ``select = {KEY = [...]}``."""
-        values = dict(values)
-        for key in [k for k in values if k.startswith("select.")]:
-            selection = values.get("select") or {}
-            if not isinstance(selection, dict):
-                raise ConfigError("select", selection, "must be a table, e.g. select = {m = [16]}")
-            values["select"] = {**selection, key.removeprefix("select."): values.pop(key)}
-        return super().from_dict(values)
-
-    def to_dict(self) -> dict[str, Any]:
-        values = super().to_dict()
-        if self.select is not None:
-            values["select"] = {k: list(v) for k, v in self.select.items()}
-        return values
-
     # ---- the grid -----------------------------------------------------------------
 
     def sparsities(self, architecture: str) -> tuple[float, ...]:
@@ -114,10 +91,6 @@ class SaeSpec(declared.Spec):
     def dictionary_size(self, ratio: float, n: int) -> int:
         """d = round(ratio n), at least 1."""
         return max(1, round(ratio * n))
-
-    def selected(self, models: list[dict]) -> list[int]:
-        """The indices of the toy models (rows of a run's models.csv) this spec trains SAEs on."""
-        return selection.selected(models, self.models, self.select)
 
     def check_against(self, n: int, models: list[dict]) -> list[int]:
         """The checks that need the toy run (n features, its models.csv rows); returns the selection."""

@@ -25,8 +25,8 @@ import numpy as np
 from supjax import lock
 from supjax.engine import driver, rundir
 from supjax.engine.spec import resume_diff
-from supjax.errors import ConfigError, Interrupted, RunDirError
-from supjax.results import Run, load_run, write_atomic
+from supjax.errors import ConfigError, ReaderInterrupted, RunDirError
+from supjax.results import Run, read_toy_run, write_atomic
 from supjax.sae import layout
 from supjax.sae.results import SaeRun, spec_toml, write_saes
 from supjax.sae.spec import SaeSpec
@@ -36,21 +36,11 @@ from supjax.sae.toys import ToyModels
 SAE_STARTING = ("toy_config.toml", "toy_models.csv", "toy_weights.tmp.npz", "toy_weights.npz", "saes.csv")
 
 
-class SaeInterrupted(Interrupted):
-    """An SAE sweep stopped by a signal after checkpointing: one line, and the command that continues it."""
+class SaeInterrupted(ReaderInterrupted):
+    """An SAE sweep stopped by a signal after checkpointing."""
 
     def __init__(self, signum: int, step: int, steps: int, out, toy):
-        Exception.__init__(self)
-        self.signum, self.step, self.steps, self.out = signum, step, steps, out
-        self.batch, self.batches, self.exit_code = 0, 1, 128 + signum
-        if out is None:
-            self.then = "no run directory was given, so nothing was saved"
-        else:
-            config = Path(out) / "sae.toml"
-            self.then = f"continue with: supjax sae {toy or 'RUN'} --config {config} --out {out} --resume"
-
-    def __str__(self) -> str:
-        return f"interrupted at step {self.step} of {self.steps}; {self.then}"
+        super().__init__("sae", signum, step, steps, out, toy)
 
 
 def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None, resume: bool = False) -> SaeRun:
@@ -63,8 +53,7 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
         >>> summary, features = saes.evaluate()  # one row per SAE: mcc, fvu, sae_l0, ...
     """
     spec = spec.validate()
-    source = str(Path(toy).resolve()) if isinstance(toy, (str, Path)) else (str(toy.path) if toy.path else None)
-    run = load_run(toy) if isinstance(toy, (str, Path)) else toy
+    run, source = read_toy_run(toy)
     chosen = spec.check_against(run.spec.n, run.models)
     toys = ToyModels.from_run(run, chosen)
     with contextlib.ExitStack() as stack:

@@ -16,20 +16,10 @@ import pandas as pd
 
 from supjax import data
 from supjax.config import SweepSpec
-from supjax.results import Run, to_toml, write_atomic
+from supjax.results import COLUMNS, Run, to_toml, write_atomic
 
-TOY_COLUMNS = (
-    "index",
-    "m",
-    "weight_decay",
-    "distribution",
-    "alpha",
-    "activation_density",
-    "expected_active",
-    "seed",
-    "importance",
-    "final_loss",
-)
+# The toy models' rows an SAE run keeps: the run's model table without its training columns, with the final loss.
+TOY_COLUMNS = (*(c for c in COLUMNS if c not in ("lr_w", "lr_b", "diverged_at")), "final_loss")
 
 
 @dataclass
