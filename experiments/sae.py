@@ -1,6 +1,12 @@
 """Sparse autoencoders on superposed features: how well do SAEs recover the true features W_i?
 
     python experiments/sae.py --scale quick [--out runs/sae-quick] [--figures figures]
+    python experiments/sae.py --scale paper --set 'toy.seeds=[0]' --set 'toy.weight_decays=[-0.7777777777777778,
+        -0.33333333333333337]' --out runs/sae-paper/seed-0-strong --figures runs/sae-paper/figures   # one piece
+
+At the paper's scale (``sae_paper.toml``: n = 1000, the paper's six widths, 20000 steps) the toy grid
+trains in pieces of one seed and one regime (24 models, about 90 minutes of one core), each resumable;
+the SAEs of a piece train when its toy models are done.
 
 Reads ``experiments/sae_<scale>.toml``: a ``[toy]`` table (a SweepSpec: a toy-model grid over both
 regimes, several widths, two data exponents) and an ``[sae]`` table (a SaeSpec: every architecture
@@ -33,7 +39,7 @@ from supjax.configfile import parse_overrides
 from supjax.engine.spec import resume_diff
 
 NAME = "sae"
-SCALES = ("smoke", "quick")
+SCALES = ("smoke", "quick", "paper")
 FIGURES = {
     "sae_phase": "SAE recovery (MCC; in brackets, d random directions) over weight decay and width, at fixed L0",
     "sae_feature_recovery": "Per-feature recovery against frequency rank, strong and weak superposition",
