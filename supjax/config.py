@@ -92,7 +92,9 @@ class SweepSpec(declared.Spec):
     )
     unit_values: bool = setting(False, STATIC, "every active feature has value 1")
     correlation_block: int = setting(1, STATIC, "features per correlated block")
-    correlation: float = setting(0.0, TRACED, "within-block correlation rho of the Gaussian copula, in [0, 1)")
+    correlation: float = setting(
+        0.0, TRACED, "within-block correlation rho of the Gaussian copula, in [0, 1) (one for the run, traced)"
+    )
     exclusive_blocks: bool = setting(False, STATIC, "at most one active feature per block")
     model: str = setting("tied", STATIC, "a built-in model (supjax.variants), or 'package.module:Class'")
     weight_init: str = setting("normal", STATIC, "W ~ N(0, 1/m), or N(0, 2/(n + m))", ("normal", "xavier_normal"))

@@ -4,7 +4,8 @@ A field is declared with :func:`setting` (its default, its role, one line of doc
 choices). The roles (rejax's split between what sets shapes and what varies across a population):
 
 * ``static``: sets shapes or code; each value compiles its own program (the compile cache key);
-* ``traced``: a per-model value, a traced array entry: a new value compiles nothing;
+* ``traced``: a traced array entry, per model or one for the whole run (the copula's correlation, a data
+  seed): a new value compiles nothing;
 * ``axis``: a grid axis; every combination of the axes is one model (traced per model);
 * ``result``: how the work is laid out, but it moves float32 rounding; static too, and an unset one
   is resolved for the backend and kept in the run directory;
