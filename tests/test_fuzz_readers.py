@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from supjax import SupjaxError
 
-EXAMPLES = int(os.environ.get("SUPJAX_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("SUPJAX_FUZZ_EXAMPLES", "25"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 

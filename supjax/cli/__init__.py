@@ -54,17 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("--out", help="figure directory (default: RUN/figures)")
 
     args = parser.parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line
+    python_format = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        """A supjax warning as one ``supjax: warning: ...`` line; any other as Python formats it. Only
+        the format changes: a caller recording warnings (pytest.warns) still records them."""
+        if issubclass(category, SupjaxWarning):
+            return f"supjax: warning: {message}\n"
+        return python_format(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
+    try:
         return _run(args, handlers, run_kinds)
-
-
-def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
-    """A supjax warning as one ``supjax: warning: ...`` line; any other as Python prints it."""
-    if issubclass(category, SupjaxWarning):
-        print(f"supjax: warning: {message}", file=sys.stderr)
-    else:
-        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+    finally:
+        warnings.formatwarning = python_format
 
 
 def _run(args, handlers: dict, run_kinds: list) -> int:
