@@ -97,6 +97,15 @@ def train(job: Job, start, hooks=()) -> tuple[dict[str, np.ndarray], tuple]:
     return logs, sharding.to_host(states)
 
 
+def train_one_batch(job: Job, out, stop: StopOnSignal, report: Report, ids: list[int], max_to_keep, interrupted):
+    """:func:`train` for a wing trained in one batch (the SAEs, the LLC chains): checkpoints in
+    ``out/checkpoints`` (none without ``out``), then the report (``ids``: the model of every job row)
+    and the stop check (``interrupted(signum, step)``: the exception to raise) as hooks."""
+    start = Checkpoints(Path(out) / "checkpoints", job, stop, max_to_keep) if out is not None else Memory(job)
+    report.start_batch(ids, start)
+    return train(job, start, [start, report, stop.check(job.static.steps, interrupted)])
+
+
 def _so_far(logs: dict, done: int) -> dict:
     return {name: values[:, :done] for name, values in logs.items()}
 

@@ -10,18 +10,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from supjax import lock
 from supjax.errors import RunDirError
 
 
-def prepare(path: str | Path, marker: str, starting: tuple[str, ...] = ()) -> Path:
-    """Refuse a directory holding a run (its ``marker`` file) or anything else, then create ``path``.
+def prepare(path: str | Path, marker: str, starting: tuple[str, ...] = (), what: str = "a run") -> Path:
+    """Refuse a directory holding a run (its ``marker`` file; ``what``: the run, in the error line) or
+    anything else, then create ``path``.
 
     A wing writes its ``marker`` last when it starts a run, so a directory without it holds no run
     to resume; one whose files are only those a start writes before its marker (``starting``, the
     lock, temporary files) is the leftover of a start that was cut off, and is started again."""
     path = Path(path)
     if (path / marker).is_file():
-        raise RunDirError(path, "holds a run; add --resume to continue it, or choose a new --out")
+        raise RunDirError(path, f"holds {what}; add --resume to continue it, or choose a new --out")
     leftovers = {*starting, "lock", ".write-test"}
     if path.exists() and (
         not path.is_dir() or any(p.name not in leftovers and not p.name.endswith(".tmp") for p in path.iterdir())
@@ -35,6 +37,21 @@ def prepare(path: str | Path, marker: str, starting: tuple[str, ...] = ()) -> Pa
     except OSError as err:
         raise RunDirError(path, f"cannot write there ({err.strerror}); choose a writable --out") from None
     return path
+
+
+def claim(
+    stack, out: str | Path, resume: bool, marker: str, starting: tuple[str, ...] = (), what: str = "a run"
+) -> Path:
+    """The run directory ``out`` of a wing trained in one batch, held until ``stack`` closes: a new run
+    first refuses a directory another process holds, then one that holds a run or anything but a
+    cut-off start (:func:`prepare`); then the lock is taken (:mod:`supjax.lock`). A resumed run checks
+    its saved config before it claims the directory."""
+    out = Path(out)
+    if not resume:
+        lock.refuse_if_held(out)
+        prepare(out, marker, starting, what)
+    stack.enter_context(lock.hold(out))
+    return out
 
 
 def save_atomic(path: Path, write, mode: str = "wb") -> None:

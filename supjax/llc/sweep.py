@@ -21,12 +21,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from supjax import lock
 from supjax.engine import driver, rundir
 from supjax.engine.spec import resume_diff
 from supjax.errors import ConfigError, ReaderInterrupted, RunDirError
 from supjax.llc import layout
-from supjax.llc.program import LOGS
 from supjax.llc.results import LlcRun, write_tables
 from supjax.llc.spec import LlcSpec
 from supjax.results import Run, read_toy_run, to_toml, write_atomic
@@ -54,13 +52,9 @@ def run_llc(toy: str | Path | Run, spec: LlcSpec, out: str | Path | None = None,
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(driver.StopOnSignal())
         if out is not None:
-            out = Path(out)
-            if not resume:
-                lock.refuse_if_held(out)
-                rundir.prepare(out, "llc.toml", starting=("toy_run.json", "chains.csv"))
-            else:
-                spec = _check_resume(out, spec, source)
-            stack.enter_context(lock.hold(out))
+            if resume:
+                spec = _check_resume(Path(out), spec, source)
+            out = rundir.claim(stack, out, resume, "llc.toml", ("toy_run.json", "chains.csv"))
         plan = layout.plan(spec, run, anchors)
         if out is not None and not resume:
             write_atomic(out / "toy_run.json", json.dumps({"toy_run": source}) + "\n")
@@ -69,16 +63,14 @@ def run_llc(toy: str | Path | Run, spec: LlcSpec, out: str | Path | None = None,
         started = time.perf_counter()
         bar = driver.Report(spec.draws, [len(plan.rows)], out, spec.progress, unit="draw", what="chains")
         report = stack.enter_context(bar)
-        job = plan.job()
-        start = driver.Checkpoints(out / "checkpoints", job, stop, spec.max_to_keep) if out else driver.Memory(job)
-        report.start_batch([r["chain_index"] for r in plan.rows], start)
 
         def interrupted(signum: int, step: int) -> LlcInterrupted:
             return LlcInterrupted(signum, step, spec.draws, out, source)
 
-        logs, _ = driver.train(job, start, [start, report, stop.check(spec.draws, interrupted)])
+        ids = [r["chain_index"] for r in plan.rows]
+        logs, _ = driver.train_one_batch(plan.job(), out, stop, report, ids, spec.max_to_keep, interrupted)
         info = {"toy_run": source, "seconds": time.perf_counter() - started, "device": jax.devices()[0].device_kind}
-        result = LlcRun(spec, plan.rows, {name: logs[name] for name in LOGS}, info, out)
+        result = LlcRun(spec, plan.rows, logs, info, out)
         if out is not None:
             np.savez(out / "traces.npz", **result.traces)
             write_atomic(out / "run.json", json.dumps(info, indent=2) + "\n")

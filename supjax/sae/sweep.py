@@ -22,7 +22,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from supjax import lock
 from supjax.engine import driver, rundir
 from supjax.engine.spec import resume_diff
 from supjax.errors import ConfigError, ReaderInterrupted, RunDirError
@@ -59,15 +58,9 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(driver.StopOnSignal())
         if out is not None:
-            out = Path(out)
-            if not resume:
-                lock.refuse_if_held(out)
-                if (out / "sae.toml").is_file():
-                    raise RunDirError(out, "holds an SAE run; add --resume to continue it, or choose a new --out")
-                rundir.prepare(out, "sae.toml", starting=SAE_STARTING)
-            else:
-                spec = _check_resume(out, spec, toys)
-            stack.enter_context(lock.hold(out))
+            if resume:
+                spec = _check_resume(Path(out), spec, toys)
+            out = rundir.claim(stack, out, resume, "sae.toml", SAE_STARTING, what="an SAE run")
         spec = layout.resolve_for_backend(spec)  # after the resume diff: a saved sae_block is kept
         plan = layout.plan(spec, toys)
         if out is not None and not resume:
@@ -78,7 +71,13 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
         report = stack.enter_context(
             driver.Report(spec.steps, [len(plan.rows)], out, spec.progress, "SAE-step", "SAEs")
         )
-        losses, l0, states = _train(plan, out, stop, report, source)
+
+        def interrupted(signum: int, step: int) -> SaeInterrupted:
+            return SaeInterrupted(signum, step, spec.steps, out, source)
+
+        ids = [r["sae"] for r in plan.rows]
+        logs, states = driver.train_one_batch(plan.job(), out, stop, report, ids, spec.max_to_keep, interrupted)
+        losses, l0 = logs["losses"], logs["l0"]
         info = {"toy_run": source, "seconds": time.perf_counter() - started, "device": jax.devices()[0].device_kind}
         index = tuple(g.index for g in plan.groups)
         states = tuple({"params": s.params, "buffers": s.buffers} for s in states)
@@ -91,22 +90,6 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
             rundir.seal(out, [*tables, "l0.npy", f"checkpoints/{spec.steps}"])
             result.evaluate(write=True)
     return result
-
-
-def _train(plan: layout.Layout, out, stop, report, source) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """Train the layout's SAEs to the last step from the newest checkpoint: (losses, l0, host states)."""
-    job = plan.job()
-    if out is not None:
-        start = driver.Checkpoints(Path(out) / "checkpoints", job, stop, plan.spec.max_to_keep)
-    else:
-        start = driver.Memory(job)
-    report.start_batch([r["sae"] for r in plan.rows], start)
-
-    def interrupted(signum: int, step: int) -> SaeInterrupted:
-        return SaeInterrupted(signum, step, plan.spec.steps, out, source)
-
-    logs, states = driver.train(job, start, [start, report, stop.check(plan.spec.steps, interrupted)])
-    return logs["losses"], logs["l0"], states
 
 
 def _check_resume(out: Path, spec: SaeSpec, toys: ToyModels) -> SaeSpec:
