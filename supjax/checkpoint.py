@@ -106,8 +106,9 @@ def _failed_reads_quiet():
     with _quiet("absl", "orbax", "asyncio"):
         try:
             yield
-        finally:
-            gc.collect()
+        except Exception:
+            gc.collect()  # only a failed read leaves tasks behind; a good one costs no collection
+            raise
 
 
 def _drop_closed_loop_echoes() -> None:
