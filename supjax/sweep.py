@@ -94,8 +94,8 @@ def train_batch(the_layout: layout.Layout, start=None, hooks=()) -> tuple[np.nda
     the newest readable checkpoint; by default the initial states); ``hooks`` run at every chunk end
     (see :mod:`supjax.engine.driver`).
     """
-    job = the_layout.job()
-    logs, states = driver.train(job, start if start is not None else Memory(job), hooks)
+    start = start if start is not None else Memory(the_layout.job())
+    logs, states = driver.train(start.job, start, hooks)  # the job start was made for: its inputs on the devices once
     return logs["losses"], states
 
 
