@@ -172,7 +172,7 @@ def measure_baseline(spec: SweepSpec, steps: int, recipe: str = "paper") -> dict
 
     seconds = 0.0
     for i, m in enumerate(spec.widths):
-        hyper = program.Hyper(jnp.float32(gamma), jnp.float32(spec.lr), jnp.float32(spec.lr))
+        hyper = program.Hyper(weight_decay=jnp.float32(gamma), lr_w=jnp.float32(spec.lr), lr_b=jnp.float32(spec.lr))
         key = jax.random.key(i)
         state = one.init(key, hyper, m)
         for t in range(2):  # compile this width's shapes

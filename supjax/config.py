@@ -16,7 +16,6 @@ before anything is compiled and raises :class:`ConfigError`, one line: the field
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from supjax.engine import spec as declared
+from supjax.engine import table
 from supjax.engine.spec import (
     AXIS,
     DRIVING,
@@ -37,6 +37,7 @@ from supjax.engine.spec import (
     setting,
     whole_axis,
 )
+from supjax.engine.table import GROUP, MODEL, STREAM, axis_column, derived
 from supjax.errors import ConfigError
 
 __all__ = ["AXIS", "DEMO", "DRIVING", "RESULT", "STATIC", "TRACED", "ConfigError", "SweepSpec", "choices_of", "setting"]
@@ -67,19 +68,42 @@ class SweepSpec(declared.Spec):
     batch_size: int = setting(2048, STATIC, "samples per step, shared by every model of a data stream")
     steps: int = setting(20000, STATIC, "training steps")
     log_every: int = setting(10, STATIC, "steps per logged loss (the mean over them)")
-    widths: tuple[int, ...] = setting(PAPER_WIDTHS, AXIS, "bottleneck widths m (one compiled group each)")
-    weight_decays: tuple[float, ...] = setting(
-        PAPER_WEIGHT_DECAYS, AXIS, "the signed weight decay gamma: < 0 pulls rows to unit norm, > 0 decays them"
+    # The grid axes, each with the column it gives the per-model table (models.csv); the table nests
+    # them by level (a width group, its data streams, the models sharing a stream), then in this order.
+    widths: tuple[int, ...] = setting(
+        PAPER_WIDTHS,
+        AXIS,
+        "bottleneck widths m (one compiled group each)",
+        column=axis_column("m", int, "the bottleneck width", GROUP),
     )
     importances: tuple[str, ...] = setting(
-        ("uniform",), AXIS, "per-feature loss weights: uniform, power:beta, geometric:r, relative:r"
+        ("uniform",),
+        AXIS,
+        "per-feature loss weights: uniform, power:beta, geometric:r, relative:r",
+        column=axis_column("importance", str, "per-feature loss weights", MODEL, values="importance_labels"),
+    )
+    weight_decays: tuple[float, ...] = setting(
+        PAPER_WEIGHT_DECAYS,
+        AXIS,
+        "the signed weight decay gamma: < 0 pulls rows to unit norm, > 0 decays them",
+        column=axis_column("weight_decay", float, "the signed weight decay gamma", MODEL, traced=True),
     )
     distribution: tuple[str, ...] = setting(
-        ("power",), AXIS, "feature frequencies: power (over alphas), power:a, exponential:s, linear, constant:P, file:F"
+        ("power",),
+        AXIS,
+        "feature frequencies: power (over alphas), power:a, exponential:s, linear, constant:P, file:F",
+        column=axis_column("distribution", str, "the feature frequencies' label", STREAM, values="distributions"),
     )
     alphas: tuple[float, ...] = setting((1.0,), AXIS, "exponents of the bare 'power' distribution, p_i ∝ i^-alpha")
-    activation_densities: tuple[float, ...] = setting((0.0,), AXIS, "exp-15's density knob s in [0, 1]")
-    seeds: tuple[int, ...] = setting((0,), AXIS, "random seeds (weights and data)")
+    activation_densities: tuple[float, ...] = setting(
+        (0.0,),
+        AXIS,
+        "exp-15's density knob s in [0, 1]",
+        column=axis_column("activation_density", float, "exp-15's density knob s", STREAM),
+    )
+    seeds: tuple[int, ...] = setting(
+        (0,), AXIS, "random seeds (weights and data)", column=axis_column("seed", int, "random seed", STREAM)
+    )
     lr: float = setting(1e-2, TRACED, "peak learning rate of W and b")
     lr_width_scaling: bool = setting(False, TRACED, "exp-17's W lr (8/m)^0.25 lr and b lr 2/m")
     warmup_steps: int = setting(2000, STATIC, "linear warmup steps")
@@ -178,8 +202,7 @@ class SweepSpec(declared.Spec):
 
     @property
     def num_models(self) -> int:
-        axes = (self.widths, self.weight_decays, self.importance_labels, self.distributions)
-        return math.prod(map(len, axes)) * len(self.activation_densities) * len(self.seeds)
+        return table.count(self)
 
     @property
     def num_logs(self) -> int:
@@ -219,6 +242,34 @@ DEMO = SweepSpec(
 # ---- the roles, derived ------------------------------------------------------------------
 
 
+def _alpha(spec, row) -> float:
+    from supjax import data
+
+    family, arg = data.parse_distribution(row["distribution"])
+    return arg if family == "power" else float("nan")
+
+
+def _learning_rates(spec, m: int) -> tuple[float, float]:
+    """(lr of W, lr of b): the spec's lr, or exp-17's width scaling."""
+    from supjax import optim
+
+    return optim.width_scaled_learning_rates(spec.lr, m) if spec.lr_width_scaling else (spec.lr, spec.lr)
+
+
+# The per-model table's derived columns (after the axes' own: supjax.engine.table).
+SweepSpec.DERIVED = (
+    derived("alpha", float, "the power law's exponent (NaN for another family)", _alpha),
+    derived(
+        "expected_active",
+        float,
+        "E[active features] = sum p",
+        lambda spec, row: float(spec.probabilities(row["distribution"], row["activation_density"]).sum()),
+    ),
+    derived("lr_w", float, "peak learning rate of W", lambda spec, row: _learning_rates(spec, row["m"])[0], True),
+    derived("lr_b", float, "peak learning rate of b", lambda spec, row: _learning_rates(spec, row["m"])[1], True),
+)
+
+
 def fields_of(*roles: str) -> tuple[str, ...]:
     """The SweepSpec fields with one of ``roles``, in declaration order."""
     return declared.fields_of(SweepSpec, *roles)
@@ -250,7 +301,10 @@ def _snapshots(spec, v):
 def _max_models(spec, v):
     if v is None or not spec.shared_data:
         return None
-    need = len(spec.weight_decays) * len(spec.importances if spec.importance is None else (spec.importance,))
+    try:
+        need = table.models_per_stream(spec)
+    except ConfigError:
+        return None  # a bad entry of an axis: its own check (supjax.data.check_spec) names it
     if v < need:
         return (
             f"models sharing a data stream train together: allow at least {need}"

@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from supjax.config import SweepSpec
+from supjax.engine import table
 from supjax.errors import SupjaxError
 
-GRID = ("m", "weight_decay", "distribution", "activation_density", "seed", "importance")
+GRID = table.axes(SweepSpec)  # the grid axes' columns: m, distribution, activation_density, seed, importance, ...
 
 
 def to_xarray(run, path: str | Path | None = None, steps: str = "all"):
@@ -51,7 +53,8 @@ def to_xarray(run, path: str | Path | None = None, steps: str = "all"):
     curves = models[dims].iloc[rows].assign(step=np.tile(log_steps, len(models)), loss=run.losses.ravel())
     frames = [curves.set_index([*dims, "step"])]
 
-    per_model = models[[*dims, "index", "final_loss", "expected_active", "lr_w", "lr_b", "diverged_at"]]
+    derived = [c.name for c in SweepSpec.DERIVED if c.name != "alpha"]  # alpha: a coordinate of distribution
+    per_model = models[[*dims, "index", "final_loss", *derived, "diverged_at"]]
     summary = _table(path, "summary.csv")
     if summary is not None:
         extra = [c for c in summary.columns if c not in per_model.columns and c not in (*GRID, "alpha")]

@@ -26,46 +26,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from supjax import data, model, optim, sharding
+from supjax import data, model, sharding
 from supjax.config import RESULT, STATIC, SweepSpec, fields_of
 from supjax.data import Streams
+from supjax.engine import table
 from supjax.engine.driver import Job
 from supjax.engine.layout import PADDING, Placement
 from supjax.errors import ConfigError, warn
-from supjax.program import GroupShape, Hyper, Static
+from supjax.program import GroupShape, Hyper, Static, hyper_type
 
 _INIT_TAG, _DATA_TAG = 1, 2
 
 
 def model_table(spec: SweepSpec) -> list[dict]:
     """One dict per model, in training order: width, then distribution, density, seed,
-    importance, weight decay (the last two make up a group's G axis)."""
-    rows = []
-    for m in spec.widths:
-        lr_w, lr_b = optim.width_scaled_learning_rates(spec.lr, m) if spec.lr_width_scaling else (spec.lr, spec.lr)
-        for label in spec.distributions:
-            family, arg = data.parse_distribution(label)
-            for density in spec.activation_densities:
-                expected_active = float(spec.probabilities(label, density).sum())
-                for seed in spec.seeds:
-                    for importance in spec.importance_labels:
-                        for gamma in spec.weight_decays:
-                            rows.append(
-                                {
-                                    "index": len(rows),
-                                    "m": m,
-                                    "weight_decay": gamma,
-                                    "distribution": label,
-                                    "alpha": arg if family == "power" else float("nan"),
-                                    "activation_density": density,
-                                    "expected_active": expected_active,
-                                    "seed": seed,
-                                    "importance": importance,
-                                    "lr_w": lr_w,
-                                    "lr_b": lr_b,
-                                }
-                            )
-    return rows
+    importance, weight decay (the last two make up a group's G axis); derived from the spec's
+    declarations (:mod:`supjax.engine.table`)."""
+    return table.rows(spec)
 
 
 @dataclass(frozen=True)
@@ -164,7 +141,7 @@ def resolve_for_backend(spec: SweepSpec, backend: str | None = None) -> SweepSpe
 
 def models_per_stream(spec: SweepSpec) -> int:
     """G: the models of one width that read one data stream (weight decays x importances)."""
-    return len(spec.weight_decays) * len(spec.importance_labels) if spec.shared_data else 1
+    return table.models_per_stream(spec) if spec.shared_data else 1
 
 
 def _identity(row: dict) -> int:
@@ -177,10 +154,10 @@ def _seed_key(seed: int, tag: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), tag)
 
 
-def _stream_of(row: dict, shared: bool) -> tuple:
-    if shared:
-        return (row["distribution"], row["activation_density"], row["seed"])
-    return (row["m"], row["weight_decay"], row["distribution"], row["activation_density"], row["seed"])
+def _stream_of(row: dict, shared: bool, spec_class=SweepSpec) -> tuple:
+    """The data stream a model reads: its stream-level axes (its identity too, without shared data)."""
+    stream = tuple(row[name] for name in table.level_of(spec_class, table.STREAM))
+    return stream if shared else (row["m"], row["weight_decay"], *stream)
 
 
 def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) -> Layout:
@@ -198,7 +175,7 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
     position = {r["index"]: k for k, r in enumerate(rows)}
     first_row = {}
     for r in rows:
-        first_row.setdefault(_stream_of(r, spec.shared_data), r)
+        first_row.setdefault(_stream_of(r, spec.shared_data, type(spec)), r)
     streams = list(first_row)
     groups = []
     for m in dict.fromkeys(r["m"] for r in rows):
@@ -206,7 +183,7 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
         real = len(group_rows)
         group_rows += group_rows[-num_decays:] * (-(len(group_rows) // num_decays) % devices)
         shape = (len(group_rows) // num_decays, num_decays)
-        reads = tuple(streams.index(_stream_of(r, spec.shared_data)) for r in group_rows[::num_decays])
+        reads = tuple(streams.index(_stream_of(r, spec.shared_data, type(spec))) for r in group_rows[::num_decays])
         keys = jnp.stack([jax.random.fold_in(_seed_key(r["seed"], _INIT_TAG), _identity(r)) for r in group_rows])
         hyper = _hyper(spec, group_rows, shape)
         index = np.array([r["index"] if k < real else PADDING for k, r in enumerate(group_rows)])
@@ -231,12 +208,12 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
 
 def _hyper(spec: SweepSpec, rows: list[dict], shape: tuple[int, int]) -> Hyper:
     """The traced hyperparameters of a group's rows, [D, G] each; importance [D, G, n] (None if uniform)."""
-    scalars = {k: np.array([r[k] for r in rows], np.float32).reshape(shape) for k in ("weight_decay", "lr_w", "lr_b")}
+    scalars = {k: np.array([r[k] for r in rows], np.float32).reshape(shape) for k in table.traced(type(spec))}
     importance = None
     if any(label != "uniform" for label in spec.importance_labels):
         vectors = {label: data.feature_importance(label, spec.n).astype(np.float32) for label in spec.importance_labels}
         importance = np.stack([vectors[r["importance"]] for r in rows]).reshape(*shape, spec.n)
-    return Hyper(**scalars, importance=importance)
+    return hyper_type(type(spec))(**scalars, importance=importance)
 
 
 def blocks(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:

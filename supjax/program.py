@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import optax
 
 from supjax import data, model, optim, sharding, variants
-from supjax.config import RESULT, STATIC, fields_of
+from supjax.config import RESULT, STATIC, SweepSpec, fields_of
 from supjax.data import Streams
 from supjax.engine import program as engine
+from supjax.engine import table
 from supjax.engine.program import OneModel, Program
 
 # The compile cache key: the spec's static and result fields (resolved for the backend) and the layout.
@@ -40,14 +41,14 @@ class GroupShape(NamedTuple):
     reads: tuple[int, ...]
 
 
-class Hyper(NamedTuple):
-    """Per-model hyperparameters, [D, G] each (scalars in the one-model step); the importance I of
-    each model's squared error [D, G, n], or None where every model's is uniform (no multiply)."""
+# Per-model hyperparameters, [D, G] each (scalars in the one-model step): the traced columns of the
+# model table (weight_decay, lr_w, lr_b: supjax.engine.table), then the importance I of each model's
+# squared error [D, G, n], or None where every model's is uniform (no multiply).
+def hyper_type(spec_class=SweepSpec) -> type:
+    return table.hyper_type(spec_class, "importance", module=__name__)
 
-    weight_decay: Any
-    lr_w: Any
-    lr_b: Any
-    importance: Any = None
+
+Hyper = hyper_type()
 
 
 class TrainState(NamedTuple):

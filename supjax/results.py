@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import html
 import json
-import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,24 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from supjax.config import RESOLVED_FIELDS, RESULT_FIELDS, SweepSpec, distribution_key
-from supjax.engine import rundir
+from supjax.engine import rundir, table
 from supjax.engine.rundir import save_atomic, write_atomic
 from supjax.errors import ConfigError, RunDirError
 
-COLUMNS = (
-    "index",
-    "m",
-    "weight_decay",
-    "distribution",
-    "alpha",
-    "activation_density",
-    "expected_active",
-    "seed",
-    "importance",
-    "lr_w",
-    "lr_b",
-    "diverged_at",
-)
+# models.csv's columns, from the spec's declarations (supjax.engine.table).
+COLUMNS = table.names(SweepSpec)
 
 
 @dataclass
@@ -293,12 +280,7 @@ def to_toml(values: dict) -> str:
 
 
 def _typed_row(row: dict) -> dict:
-    out = dict(row)
-    for key in ("index", "m", "seed", "diverged_at"):
-        out[key] = int(row[key])
-    for key in ("weight_decay", "alpha", "activation_density", "expected_active", "lr_w", "lr_b"):
-        out[key] = float(row[key]) if row[key] not in ("", "nan") else math.nan
-    return out
+    return table.typed(SweepSpec, row)
 
 
 def _mean(values: np.ndarray) -> str:

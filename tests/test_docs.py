@@ -59,7 +59,7 @@ def test_config_page_has_one_row_per_sweepspec_field(site):
     short = load_hooks()._short  # the paper's weight decays in 4 digits
     expected = [[r["key"], r["type"], short(r["default"]), r["role"], r["choices"], r["doc"]] for r in reference()]
     assert rows == expected
-    assert "[-1.0, -0.7778, -0.5556, " in rows[5][2] and rows[0][2] == "1000"
+    assert "[-1.0, -0.7778, -0.5556, " in rows[6][2] and rows[0][2] == "1000"
 
 
 def test_config_table_follows_the_declarations(monkeypatch):

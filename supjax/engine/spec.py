@@ -32,13 +32,18 @@ STATIC, TRACED, AXIS, RESULT, DRIVING = "static", "traced", "axis", "result", "d
 ROLES = (STATIC, TRACED, AXIS, RESULT, DRIVING)
 
 
-def setting(default: Any, role: str, doc: str, choices: tuple | str = (), check: Callable | None = None) -> Any:
+def setting(
+    default: Any, role: str, doc: str, choices: tuple | str = (), check: Callable | None = None, column: Any = None
+) -> Any:
     """A spec field: its default, its role, one line of documentation and, for a closed vocabulary,
     its choices: a tuple, or ``"module:NAME"``, the registry in the module that implements them (its
     keys), so that a new choice is one entry there. ``check(value)`` replaces the type check for a
-    field whose type is not a plain one (it raises :class:`ConfigError`)."""
+    field whose type is not a plain one (it raises :class:`ConfigError`). A grid axis declares the
+    ``column`` it gives the per-model table (:func:`supjax.engine.table.axis_column`)."""
     assert role in ROLES, role
-    return dataclasses.field(default=default, metadata={"role": role, "doc": doc, "choices": choices, "check": check})
+    assert column is None or role == AXIS, "only a grid axis gives the per-model table a column"
+    metadata = {"role": role, "doc": doc, "choices": choices, "check": check, "column": column}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def choices_of(field: dataclasses.Field) -> tuple:
@@ -57,10 +62,14 @@ class Spec:
     """The base of a wing's spec, a frozen dataclass of :func:`setting` fields.
 
     A subclass sets ``RULES``: ``(fields, rule(spec, value) -> None, a problem, or (the bad
-    entry, a problem))`` pairs, checked in order after the declared types and choices.
+    entry, a problem))`` pairs, checked in order after the declared types and choices; and, for a
+    grid of models, ``DERIVED``: the per-model table's columns computed from a row
+    (:mod:`supjax.engine.table`).
     """
 
     RULES: ClassVar[list[tuple[tuple[str, ...], Rule]]] = []
+    # The per-model table's derived columns (supjax.engine.table.derived); the axes declare their own.
+    DERIVED: ClassVar[tuple] = ()
 
     def __post_init__(self):
         for name, value in configfile.normalised(self).items():

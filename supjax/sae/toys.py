@@ -16,10 +16,13 @@ import pandas as pd
 
 from supjax import data
 from supjax.config import SweepSpec
+from supjax.engine import table
 from supjax.results import COLUMNS, Run, to_toml, write_atomic
 
-# The toy models' rows an SAE run keeps: the run's model table without its training columns, with the final loss.
-TOY_COLUMNS = (*(c for c in COLUMNS if c not in ("lr_w", "lr_b", "diverged_at")), "final_loss")
+# The toy models' rows an SAE run keeps: the run's model table without what only training reads (the
+# derived hyperparameters, diverged_at), with the final loss.
+_TRAINING = {*(c.name for c in SweepSpec.DERIVED if c.traced), "diverged_at"}
+TOY_COLUMNS = (*(c for c in COLUMNS if c not in _TRAINING), "final_loss")
 
 
 @dataclass
@@ -103,7 +106,6 @@ def weights_run(
     count, n = len(W), W[0].shape[0]
     gammas = [0.0] * count if weight_decays is None else [float(g) for g in weight_decays]
     label = data.canonical_label(distribution)
-    family, arg = data.parse_distribution(label)
     spec = SweepSpec(
         n=n,
         widths=tuple(sorted({int(w.shape[1]) for w in W})),
@@ -118,26 +120,12 @@ def weights_run(
         progress=False,
         **sampler,
     )
-    p = spec.probabilities(label, activation_density)
     models, params = [], {}
     for i, (w, gamma) in enumerate(zip(W, gammas, strict=True)):
         m = int(w.shape[1])
-        models.append(
-            {
-                "index": i,
-                "m": m,
-                "weight_decay": gamma,
-                "distribution": label,
-                "alpha": arg if family == "power" else float("nan"),
-                "activation_density": activation_density,
-                "expected_active": float(p.sum()),
-                "seed": i,
-                "importance": "uniform",
-                "lr_w": spec.lr,
-                "lr_b": spec.lr,
-                "diverged_at": -1,
-            }
-        )
+        axes = {"m": m, "weight_decay": gamma, "distribution": label, "activation_density": activation_density}
+        row = table.complete(spec, {"index": i, **axes, "seed": i, "importance": "uniform"})
+        models.append({**row, "diverged_at": -1})
         group = params.setdefault(m, {"W": [], "b": [], "index": []})
         group["W"].append(w)
         group["b"].append(np.zeros(n, np.float32))
