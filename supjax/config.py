@@ -210,15 +210,8 @@ class SweepSpec(declared.Spec):
 
     @property
     def snapshot_schedule(self) -> tuple[int, ...]:
-        """The steps whose parameters are kept (see ``snapshot_steps``): sorted multiples of
-        ``log_every`` in [log_every, steps]. An integer K gives K steps spaced evenly in log
-        from the first logged step to the last (fewer where they would round onto one)."""
-        if self.snapshot_steps is None:
-            return ()
-        if isinstance(self.snapshot_steps, int):
-            windows = np.unique(np.round(np.geomspace(1, self.num_logs, self.snapshot_steps)).astype(int))
-            return tuple(int(w) * self.log_every for w in windows)
-        return tuple(sorted(self.snapshot_steps))
+        """The steps whose parameters are kept (:func:`supjax.engine.spec.snapshot_schedule`)."""
+        return declared.snapshot_schedule(self.snapshot_steps, self.steps, self.log_every)
 
 
 def distribution_key(label: str, activation_density: float) -> str:
@@ -289,15 +282,6 @@ def reference() -> list[dict[str, str]]:
 # ---- the rules -------------------------------------------------------------------------------
 
 
-def _snapshots(spec, v):
-    if v is None or isinstance(v, int):
-        return None if v is None or v >= 1 else "give a number of snapshots >= 1 or a list of steps"
-    fix = f"a list of distinct steps, multiples of log_every = {spec.log_every} up to steps = {spec.steps}"
-    if not v or len(set(v)) != len(v):
-        return list(v), f"must be {fix}"
-    return each(lambda s, step: None if 0 < step <= s.steps and step % s.log_every == 0 else f"must be {fix}")(spec, v)
-
-
 def _max_models(spec, v):
     if v is None or not spec.shared_data:
         return None
@@ -340,7 +324,7 @@ SweepSpec.RULES = [
     (("log_every",), declared.divides_steps),
     (("checkpoint_every",), every_log),
     (("batch_tile",), _tile),
-    (("snapshot_steps",), _snapshots),
+    (("snapshot_steps",), declared.snapshots),
     (("lr",), lambda s, v: None if v > 0 else "the peak learning rate must be > 0"),
     (("final_lr_fraction",), lambda s, v: None if 0 <= v <= 1 else "must lie in [0, 1]"),
     (AXES, whole_axis),

@@ -18,16 +18,20 @@ def mesh(devices: int) -> jax.sharding.Mesh:
     return jax.sharding.Mesh(np.array(jax.devices()[:devices]), (MODEL_AXIS,))
 
 
-def over_models(fn, static, logs: bool = False):
-    """``fn(states_or_keys, hypers, *replicated)`` run by every device on its share of D; with
-    ``logs`` the output is ``(states, losses [windows, D, G])``, else the states alone."""
+MODELS, EVERYWHERE = jax.sharding.PartitionSpec(MODEL_AXIS), jax.sharding.PartitionSpec()
+
+
+def over_models(fn, static, logs: bool = False, in_specs: tuple | None = None):
+    """``fn(states_or_keys, hypers, *replicated)`` run by every device on its share of the groups'
+    leading axis; with ``logs`` the output is ``(states, logs [windows, D, ...])``, else the states
+    alone. ``in_specs``: every argument's :data:`MODELS` (split) or :data:`EVERYWHERE` (replicated),
+    a pytree prefix each (default: the first two split, the rest replicated)."""
     if static.devices == 1:
         return fn
-    models, everywhere = jax.sharding.PartitionSpec(MODEL_AXIS), jax.sharding.PartitionSpec()
-    out_specs = (models, jax.sharding.PartitionSpec(None, MODEL_AXIS)) if logs else models
+    out_specs = (MODELS, jax.sharding.PartitionSpec(None, MODEL_AXIS)) if logs else MODELS
 
     def run(*args):
-        specs = (models, models, *[everywhere] * (len(args) - 2))
+        specs = in_specs or (MODELS, MODELS, *[EVERYWHERE] * (len(args) - 2))
         return jax.shard_map(fn, mesh=mesh(static.devices), in_specs=specs, out_specs=out_specs, check_vma=False)(*args)
 
     return run

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from supjax import ConfigError, cli, data, sae
+from supjax import ConfigError, RunDirError, cli, data, sae
 from supjax.sae import layout, program
 
 N = 16  # features of the frames
@@ -257,8 +258,69 @@ def test_a_config_that_does_not_fit_the_run_is_refused_before_compiling(frame_ru
 def sae_dir(frame_run, tmp_path_factory):
     """The GRID trained into a run directory with a checkpoint halfway (the frame sweep's programs)."""
     out = tmp_path_factory.mktemp("sae") / "run"
-    result = sae.run_sae(frame_run, sae.SaeSpec(**GRID, checkpoint_every=200), out=out)
+    result = sae.run_sae(frame_run, sae.SaeSpec(**GRID, checkpoint_every=200, snapshot_steps=(200,)), out=out)
     return out, result
+
+
+def test_a_snapshot_is_the_run_as_it_stood_at_its_step(sae_dir):
+    """The snapshot hook (before the checkpoint) keeps what the checkpoint of the same step holds, and
+    ``at_step`` evaluates every SAE there."""
+    from supjax import checkpoint
+
+    out, finished = sae_dir
+    loaded = sae.load_sae_run(out)
+    assert loaded.snapshot_steps == [200]
+    halfway = loaded.at_step(200)
+    saved = checkpoint.restore((out / "checkpoints").resolve(), 200)
+    for state, group in zip(halfway.states, saved["states"], strict=True):
+        for name, value in group["params"].items():
+            np.testing.assert_array_equal(state["params"][name], value, err_msg=name)
+    assert not np.array_equal(halfway.states[0]["params"]["W_dec"], finished.states[0]["params"]["W_dec"])
+    assert halfway.losses.shape == (48, 20)
+    np.testing.assert_array_equal(halfway.losses, finished.losses[:, :20])
+    summary, _ = halfway.evaluate(write=False)
+    assert len(summary) == 48 and summary.mcc.between(0, 1).all()
+    with pytest.raises(RunDirError, match="has no snapshot at step 300; it keeps 200"):
+        loaded.at_step(300)
+
+
+_DEVICES_SCRIPT = """
+import sys
+import numpy as np
+from supjax import sae
+rng = np.random.default_rng(1)
+frames = [w / np.linalg.norm(w, axis=1, keepdims=True) for w in rng.normal(size=(2, 16, 6))]
+toys = sae.weights_run(frames, distribution="constant:0.1")
+spec = sae.SaeSpec(architectures=("relu",), l1_coefficients=(1.0, 3.0), dictionary_ratios=(1.0,), lrs=(1e-2,),
+                   steps=60, batch_size=128, log_every=10, eval_batch_size=512, snapshot_steps=(30,), progress=False)
+run = sae.run_sae(toys, spec, out=sys.argv[1])
+summary, _ = sae.load_sae_run(sys.argv[1]).evaluate(write=False)
+halfway, _ = run.at_step(30).evaluate(write=False)
+np.savez(sys.argv[1] + ".npz", losses=run.losses, mcc=summary.mcc.to_numpy(), halfway=halfway.mcc.to_numpy(),
+         W_dec=np.stack([run.params(i)["W_dec"] for i in range(4)]), shapes=[np.shape(i) for i in run.index])
+"""
+
+
+@pytest.mark.slow
+def test_saes_over_three_devices_match_one_device(tmp_path):
+    """Two toy models of one width over three devices: T padded to three, the padding dropped;
+    every SAE as on one device, to float32 rounding (ReLU SAEs: no top-k choice that rounding flips)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "devices.py"
+    script.write_text(_DEVICES_SCRIPT)
+    runs = {}
+    for devices in (1, 3):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        out = tmp_path / f"run{devices}"
+        done = subprocess.run([sys.executable, script, out], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[devices] = np.load(f"{out}.npz")
+    one, three = runs[1], runs[3]
+    assert one["shapes"].tolist() == three["shapes"].tolist() == [[2, 2]]
+    for name in ("losses", "W_dec", "mcc", "halfway"):
+        np.testing.assert_allclose(three[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def test_an_interrupted_sae_run_resumed_gives_the_same_numbers(sae_dir, frame_run):

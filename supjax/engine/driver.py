@@ -97,13 +97,17 @@ def train(job: Job, start, hooks=()) -> tuple[dict[str, np.ndarray], tuple]:
     return logs, sharding.to_host(states)
 
 
-def train_one_batch(job: Job, out, stop: StopOnSignal, report: Report, ids: list[int], max_to_keep, interrupted):
-    """:func:`train` for a wing trained in one batch (the SAEs, the LLC chains): checkpoints in
-    ``out/checkpoints`` (none without ``out``), then the report (``ids``: the model of every job row)
-    and the stop check (``interrupted(signum, step)``: the exception to raise) as hooks."""
+def train_one_batch(
+    job: Job, out, stop: StopOnSignal, report: Report, ids: list[int], max_to_keep, interrupted, keep=None
+):
+    """:func:`train` for a wing trained in one batch (the SAEs, the LLC chains): the snapshots
+    (``keep(state)`` of every group, in ``out/snapshots``, at the job's snapshot steps), the
+    checkpoints in ``out/checkpoints`` (neither without ``out``), then the report (``ids``: the model
+    of every job row) and the stop check (``interrupted(signum, step)``: the exception to raise)."""
     start = Checkpoints(Path(out) / "checkpoints", job, stop, max_to_keep) if out is not None else Memory(job)
     report.start_batch(ids, start)
-    return train(job, start, [start, report, stop.check(job.static.steps, interrupted)])
+    kept = snapshots(Path(out) / "snapshots" if out is not None and keep else None, job, keep)
+    return train(job, start, [*kept, start, report, stop.check(job.static.steps, interrupted)])
 
 
 def _so_far(logs: dict, done: int) -> dict:

@@ -80,3 +80,11 @@ def relayout(groups: tuple[Placement, ...], saved: dict, like: tuple) -> tuple:
 def _take_models(a, rows: list[int], shape: tuple[int, ...]) -> np.ndarray:
     a, k = np.asarray(a), len(shape)  # the saved group has as many grid axes, perhaps more padding
     return a.reshape(-1, *a.shape[k:])[rows].reshape(*shape, *a.shape[k:])
+
+
+def unpadded(index, tree) -> tuple[np.ndarray, object]:
+    """A saved group's model ``index`` ``[R, ...]`` and its state ``tree`` (leaves ``[R, ...]``) without
+    the rows of the leading axis that hold only padding (a layout pads whole rows, at the end)."""
+    index = np.asarray(index)
+    keep = int(np.sum(np.any(index.reshape(len(index), -1) != PADDING, axis=1)))
+    return index[:keep], jax.tree.map(lambda a: np.asarray(a)[:keep], tree)

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from supjax import configfile
 from supjax.errors import ConfigError
 
@@ -202,3 +204,25 @@ def every_log(spec, v):
 
 def divides_steps(spec, v):
     return None if spec.steps % v == 0 else f"must divide steps = {spec.steps}; try 1 or 10"
+
+
+def snapshots(spec, v):
+    """The rule of a ``snapshot_steps`` field: a number of snapshots, or distinct logged steps."""
+    if v is None or isinstance(v, int):
+        return None if v is None or v >= 1 else "give a number of snapshots >= 1 or a list of steps"
+    fix = f"a list of distinct steps, multiples of log_every = {spec.log_every} up to steps = {spec.steps}"
+    if not v or len(set(v)) != len(v):
+        return list(v), f"must be {fix}"
+    return each(lambda s, step: None if 0 < step <= s.steps and step % s.log_every == 0 else f"must be {fix}")(spec, v)
+
+
+def snapshot_schedule(snapshot_steps, steps: int, log_every: int) -> tuple[int, ...]:
+    """The steps whose parameters a run keeps: sorted multiples of ``log_every`` in [log_every,
+    steps]. An integer K gives K steps spaced evenly in log from the first logged step to the last
+    (fewer where they would round onto one); a list is kept as it is, sorted; None keeps none."""
+    if snapshot_steps is None:
+        return ()
+    if isinstance(snapshot_steps, int):
+        windows = np.unique(np.round(np.geomspace(1, steps // log_every, snapshot_steps)).astype(int))
+        return tuple(int(w) * log_every for w in windows)
+    return tuple(sorted(snapshot_steps))

@@ -13,7 +13,8 @@ by every SAE of a toy model; no activation data set is stored.
   2024), ``batchtopk`` (Bussmann et al. 2024), ``jumprelu`` (Rajamanoharan et al. 2024), each a
   :class:`SaeDef` ``(init, loss_and_grad, ...)`` on the toy model's seam;
 * :mod:`~supjax.sae.layout` and :mod:`~supjax.sae.program`: where the SAEs go, and the program;
-* :mod:`~supjax.sae.sweep`: :func:`run_sae`, the driver (checkpoints, resume, signals);
+* :mod:`~supjax.sae.sweep`: :func:`run_sae`, on the engine's driver (checkpoints, resume, signals,
+  ``progress.json``, snapshots; over every device, the toy models of a width split among them);
 * :mod:`~supjax.sae.results`: :class:`SaeRun`, :func:`load_sae_run`, the run directory;
 * :mod:`~supjax.sae.evaluate`: every SAE against the true features (MCC, dead latents, FVU, ...).
 
@@ -27,6 +28,9 @@ Example::
     saes = sae.run_sae("runs/phase", spec, out="runs/phase-sae")   # also: supjax sae runs/phase ...
     summary, features = saes.evaluate()       # one row per SAE, joined to its toy model
     print(summary.groupby(["architecture", "regime"]).mcc.mean())
+
+With ``snapshot_steps`` (a count, log-spaced, or a list of steps) the run keeps every SAE's
+parameters along training, and ``saes.at_step(step).evaluate(write=False)`` is the recovery there.
 """
 
 from supjax.sae.architectures import ARCHITECTURES, Architecture, SaeDef, SaeHyper

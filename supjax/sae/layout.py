@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from supjax import data
+from supjax import data, sharding
 from supjax.engine.driver import Job
-from supjax.engine.layout import Placement
+from supjax.engine.layout import PADDING, Placement
 from supjax.sae import architectures, program
 from supjax.sae.architectures import SaeHyper
 from supjax.sae.spec import SaeSpec
@@ -29,7 +29,8 @@ CPU_SAE_BLOCK = 8  # SAEs vmapped together on a CPU: their [B, D] arrays stay in
 @dataclass(frozen=True)
 class Group(Placement):
     """One architecture at one width: its [T, S] SAEs (``model_index``: rows of the SAE table, which
-    are also their log rows; no padding), initial parameters and traced hyperparameters."""
+    are also their log rows; over several devices T is padded with copies of the last toy model's
+    row, :data:`~supjax.engine.layout.PADDING`), initial parameters and traced hyperparameters."""
 
     program_shape: program.GroupShape | None = None
     params: dict | None = None  # the initial parameters, [T, S, ...] each (host arrays)
@@ -50,7 +51,8 @@ class Layout:
     rows: list[dict]  # the SAE table (supjax.sae.results.SAE_COLUMNS)
     static: program.Static
     groups: tuple[Group, ...]
-    arrays: program.Toys  # host arrays
+    arrays: program.Toys  # host arrays (per width [T, ...], padded as the groups are)
+    devices: int = 1  # the groups' T axis is split over this many devices
 
     @property
     def flops_per_step(self) -> float:
@@ -59,19 +61,26 @@ class Layout:
         return sum(per_latent_width * g.program_shape.m * len(g.indices) for g in self.groups)
 
     def job(self) -> Job:
-        """What the engine's driver trains: every SAE in one program, on one device."""
-        hypers = jax.device_put(tuple(g.hyper for g in self.groups))
+        """What the engine's driver trains: every SAE in one program, T split over the devices."""
+        devices = self.devices
+        hypers = sharding.put(tuple(g.hyper for g in self.groups), devices, sharded=True)
+        toys = program.Toys(
+            sharding.put(self.arrays.streams, devices, sharded=False),
+            *(sharding.put(a, devices, sharded=True) for a in self.arrays[1:]),
+        )
         return Job(
             static=self.static,
             groups=self.groups,
             rows=len(self.rows),
             logs=("losses", "l0"),
-            init_args=(jax.device_put(tuple(g.params for g in self.groups)), hypers),
-            inputs=(hypers, jax.device_put(self.arrays)),
+            init_args=(sharding.put(tuple(g.params for g in self.groups), devices, sharded=True), hypers),
+            inputs=(hypers, toys),
             key_data=self.arrays.streams.keys,
             flops_per_step=self.flops_per_step,
+            devices=devices,
             chunk_steps=self.spec.chunk_steps,
             checkpoint_every=self.spec.checkpoint_every,
+            snapshot_steps=self.spec.snapshot_schedule,
         )
 
 
@@ -82,16 +91,17 @@ def resolve_for_backend(spec: SaeSpec, backend: str | None = None) -> SaeSpec:
     return spec.replace(sae_block=spec.sae_block or (CPU_SAE_BLOCK if backend == "cpu" else spec.saes_per_model))
 
 
-def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
+def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1) -> Layout:
     """Lay the SAEs of ``spec`` on ``toys`` out as groups over shared data streams; computes each
-    toy model's input scale (one jitted pass) when ``normalise_inputs``."""
+    toy model's input scale (one jitted pass) when ``normalise_inputs``. With several ``devices``
+    each width's T toy models are padded to a multiple of them with copies of the last."""
     n = toys.n
     sizes = {r: spec.dictionary_size(r, n) for r in spec.dictionary_ratios}
     dictionary = max(sizes.values())
     counts = any(architectures.ARCHITECTURES[a].counts_latents for a in spec.architectures)
     k_max = architectures.k_bound(spec.ks, dictionary) if counts else 1
     widths = tuple(dict.fromkeys(r["m"] for r in toys.rows))
-    static = _static(spec, toys, dictionary, k_max, widths)
+    static = _static(spec, toys, dictionary, k_max, widths, devices=devices)
 
     keys = [(r["distribution"], r["activation_density"]) for r in toys.rows]
     streams_of = list(dict.fromkeys(keys))
@@ -110,7 +120,8 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
         scales = tuple(np.ones(len(rows), np.float32) for rows in by_width)
     rows_and_scales = zip(by_width, scales, strict=True)
     scale = {r["index"]: float(c) for rows, cs in rows_and_scales for r, c in zip(rows, cs, strict=True)}
-    arrays = program.Toys(streams=streams, W=W, reads=reads, scale=scales)
+    padded = [models + models[-1:] * (-len(models) % devices) for models in by_width]
+    arrays = program.Toys(streams, *(tuple(_pad(a, devices) for a in arrays) for arrays in (W, reads, scales)))
 
     rows, groups = [], []
     for architecture in spec.architectures:
@@ -121,9 +132,12 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
             for lr in spec.lrs
             for seed in spec.seeds
         ]
-        for w, models in enumerate(by_width):
-            shape = (len(models), len(grid))
-            index = np.arange(len(rows), len(rows) + shape[0] * shape[1]).reshape(shape)
+        for w, (models, slots) in enumerate(zip(by_width, padded, strict=True)):
+            shape = (len(slots), len(grid))
+            real = len(models) * len(grid)
+            index = np.full(shape[0] * shape[1], PADDING)
+            index[:real] = np.arange(len(rows), len(rows) + real)
+            first = len(rows)
             for model in models:
                 for value, ratio, lr, seed in grid:
                     rows.append(
@@ -139,7 +153,8 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
                             "input_scale": scale[model["index"]],
                         }
                     )
-            block = rows[index.min() :]
+            block = rows[first:]
+            block += block[-len(grid) :] * (shape[0] - len(models))  # padding: the last toy model's SAEs
             d = np.array([r["dictionary_size"] for r in block]).reshape(shape)
             hyper = SaeHyper(
                 sparsity=np.array([r["sparsity"] for r in block], np.float32).reshape(shape),
@@ -150,13 +165,17 @@ def plan(spec: SaeSpec, toys: ToyModels) -> Layout:
             drawn = [sae_def.init((r["seed"], r["model"]), models[0]["m"], dictionary) for r in block]
             params = {k: np.stack([f[k] for f in drawn]).reshape(*shape, *drawn[0][k].shape) for k in drawn[0]}
             group_shape = program.GroupShape(architecture, models[0]["m"], shape, w)
-            flat = index.reshape(-1)
-            groups.append(Group(flat, flat, shape, program_shape=group_shape, params=params, hyper=hyper))
-    static = _static(spec, toys, dictionary, k_max, widths, tuple(g.program_shape for g in groups))
-    return Layout(spec, toys, rows, static, tuple(groups), arrays)
+            groups.append(Group(index, index, shape, program_shape=group_shape, params=params, hyper=hyper))
+    static = _static(spec, toys, dictionary, k_max, widths, tuple(g.program_shape for g in groups), devices)
+    return Layout(spec, toys, rows, static, tuple(groups), arrays, devices)
 
 
-def _static(spec: SaeSpec, toys: ToyModels, dictionary: int, k_max: int, widths: tuple, groups: tuple = ()):
+def _pad(a: np.ndarray, devices: int) -> np.ndarray:
+    """``a: [T, ...]`` with copies of its last row to a multiple of ``devices``."""
+    return np.concatenate([a, np.repeat(a[-1:], -len(a) % devices, axis=0)])
+
+
+def _static(spec, toys: ToyModels, dictionary: int, k_max: int, widths: tuple, groups: tuple = (), devices: int = 1):
     toy = toys.spec
     return program.Static(
         **data.SamplerStatic.fields_of(toy),
@@ -175,4 +194,5 @@ def _static(spec: SaeSpec, toys: ToyModels, dictionary: int, k_max: int, widths:
         model_loop=spec.model_loop,
         widths=widths,
         groups=groups,
+        devices=devices,
     )

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from supjax import data
+from supjax import data, sharding
 from supjax.engine import program as engine
 from supjax.engine.program import OneModel, Program
 from supjax.sae import architectures
@@ -64,6 +64,7 @@ class Static(data.SamplerStatic):
     model_loop: str
     widths: tuple[int, ...]
     groups: tuple[GroupShape, ...]
+    devices: int = 1  # the groups' T axis (and the toy models' arrays) split over this many devices
 
 
 class State(NamedTuple):
@@ -162,20 +163,31 @@ def make_train(static: Static) -> Program:
         ]
         return tuple(state for state, _ in out), tuple(stats for _, stats in out)
 
-    def zeros():
-        return tuple({"losses": jnp.zeros(g.shape), "l0": jnp.zeros(g.shape)} for g in static.groups)
+    def train_windows(states: tuple, hypers: tuple, toys: Toys, first_step, num_windows: int):
+        def zeros():  # this device's [T, S] of every group
+            return tuple({"losses": jnp.zeros_like(h.sparsity), "l0": jnp.zeros_like(h.sparsity)} for h in hypers)
 
-    def train(states: tuple, inputs: tuple, first_step, num_windows: int):
-        """``inputs``: (hypers, toys); the logs: per group {"losses" (the mse), "l0"}: [windows, T, S] window means."""
-        hypers, toys = inputs
         step = functools.partial(step_every_group, hypers=hypers, toys=toys)
         return engine.windows(step, zeros, static.log_every)(states, first_step, num_windows)
 
+    def train(states: tuple, inputs: tuple, first_step, num_windows: int):
+        """``inputs``: (hypers, toys); the logs: per group {"losses" (the mse), "l0"}: [windows, T, S] window means."""
+        chunk = functools.partial(train_windows, num_windows=num_windows)
+        return sharding.over_models(chunk, static, logs=True, in_specs=TRAIN_SPECS)(states, *inputs, first_step)
+
     def init(params: tuple, hypers: tuple) -> tuple:
-        groups = zip(static.groups, params, hypers, strict=True)
-        return tuple(jax.vmap(jax.vmap(one[g.architecture].init))(p, h) for g, p, h in groups)
+        def init_groups(params, hypers):
+            groups = zip(static.groups, params, hypers, strict=True)
+            return tuple(jax.vmap(jax.vmap(one[g.architecture].init))(p, h) for g, p, h in groups)
+
+        return sharding.over_models(init_groups, static)(params, hypers)
 
     return Program(init, train)
+
+
+# Over several devices: the states, hyperparameters and toy models' arrays split on T, the data streams everywhere.
+TOY_SPECS = Toys(streams=sharding.EVERYWHERE, W=sharding.MODELS, reads=sharding.MODELS, scale=sharding.MODELS)
+TRAIN_SPECS = (sharding.MODELS, sharding.MODELS, TOY_SPECS, sharding.EVERYWHERE)
 
 
 engine.register(Static, make_train)
@@ -194,6 +206,7 @@ def eval_static(static: Static) -> Static:
     :func:`sample_batch`'s one program, shared by every SAE grid on the same toy run."""
     blank = {"steps": 0, "log_every": 0, "warmup_steps": 0, "decay_steps": 0, "dictionary": 0, "k_max": 0}
     blank |= {"bandwidth": 0.0, "initial_threshold": 0.0, "threshold_rate": 0.0, "sae_block": 0, "model_loop": ""}
+    blank |= {"devices": 1}
     return dataclasses.replace(static, **blank, batch_size=static.eval_batch_size, widths=(), groups=())
 
 

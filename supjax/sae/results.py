@@ -18,6 +18,7 @@ An SAE run directory holds
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from supjax.engine import rundir
+from supjax.engine.layout import unpadded
 from supjax.errors import RunDirError
 from supjax.results import to_toml, write_atomic
 from supjax.sae.spec import SaeSpec
@@ -77,6 +79,25 @@ class SaeRun:
                     out[name] = np.asarray(value)[t, s]
                 return out
         raise IndexError(f"no SAE {sae}; the run has {len(self.saes)}")
+
+    @property
+    def snapshot_steps(self) -> list[int]:
+        """The steps whose parameters the run kept (``snapshot_steps``), oldest first."""
+        kept = Path(self.path or "") / "snapshots"
+        return sorted(int(p.name) for p in kept.iterdir() if p.name.isdigit()) if self.path and kept.is_dir() else []
+
+    def at_step(self, step: int) -> SaeRun:
+        """The run as it stood at snapshot ``step``: the snapshot's parameters and the curves up to
+        it, so that ``run.at_step(s).evaluate(write=False)`` is every SAE's recovery at step s."""
+        from supjax import checkpoint
+
+        if step not in self.snapshot_steps:
+            kept = ", ".join(map(str, self.snapshot_steps)) or "none; train with snapshot_steps"
+            raise RunDirError(self.path or "the run", f"has no snapshot at step {step}; it keeps {kept}")
+        index, states = _saved_groups(checkpoint.restore((Path(self.path) / "snapshots").resolve(), step))
+        windows = step // self.spec.log_every
+        return dataclasses.replace(self, losses=self.losses[:, :windows], l0=self.l0[:, :windows], states=states,
+                                   index=index, info={**self.info, "step": step}, path=None)  # fmt: skip
 
     def table(self) -> pd.DataFrame:
         """The SAE table with the last logged window's ``final_mse`` and ``final_l0``."""
@@ -148,10 +169,20 @@ def load_sae_run(path: str | Path) -> SaeRun:
     directory = path.resolve() / "checkpoints"  # orbax reads absolute paths only
     if not (directory / str(spec.steps)).is_dir():
         raise RunDirError(path, "is not finished; continue it with `supjax sae RUN --config ... --out DIR --resume`")
-    saved = checkpoint.restore(directory, spec.steps)
+    index, states = _saved_groups(checkpoint.restore(directory, spec.steps))
+    return SaeRun(spec, toys, saes, losses, l0, states, index, info, path)
+
+
+def _saved_groups(saved: dict) -> tuple[tuple, tuple]:
+    """The [T, S] index and states of every group of a checkpoint or snapshot (saved flat by the engine)."""
     states = tuple({"params": g["params"], "buffers": g["buffers"]} for g in saved["states"])
-    # the SAE of every [T, S] slot (saved flat by the engine's checkpoints)
     index = tuple(
         np.asarray(i).reshape(np.shape(g["params"]["W_dec"])[:2]) for i, g in zip(saved["index"], states, strict=True)
     )
-    return SaeRun(spec, toys, saes, losses, l0, states, index, info, path)
+    return unpadded_groups(index, states)
+
+
+def unpadded_groups(index: tuple, states: tuple) -> tuple[tuple, tuple]:
+    """Every group's [T, S] index and states without the toy-model rows that pad T for several devices."""
+    pairs = [unpadded(i, s) for i, s in zip(index, states, strict=True)]
+    return tuple(i for i, _ in pairs), tuple(s for _, s in pairs)

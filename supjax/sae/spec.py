@@ -75,9 +75,17 @@ class SaeSpec(selection.ReadsToyRun):
     chunk_steps: int | None = setting(None, DRIVING, "steps per compiled chunk (unset: sized to the work)")
     checkpoint_every: int | None = setting(None, DRIVING, "steps between checkpoints (unset: a tenth of the run)")
     max_to_keep: int = setting(2, DRIVING, "checkpoints kept")
+    snapshot_steps: int | tuple[int, ...] | None = setting(
+        None, DRIVING, "keep every SAE's parameters at K log-spaced steps, or at a list of steps"
+    )
     progress: bool = setting(True, DRIVING, "show a progress bar")
 
     # ---- the grid -----------------------------------------------------------------
+
+    @property
+    def snapshot_schedule(self) -> tuple[int, ...]:
+        """The steps whose parameters are kept (:func:`supjax.engine.spec.snapshot_schedule`)."""
+        return declared.snapshot_schedule(self.snapshot_steps, self.steps, self.log_every)
 
     def sparsities(self, architecture: str) -> tuple[float, ...]:
         """The traced sparsity values of one architecture: its lambdas or ks."""
@@ -128,6 +136,7 @@ SaeSpec.RULES = [
     (("seeds", "data_seed"), lambda s, v: each(lambda s, x: None if 0 <= x < 2**31 else
                                                 "must be a non-negative integer below 2^31")(s, v if
                                                 isinstance(v, tuple) else (v,))),
+    (("snapshot_steps",), declared.snapshots),
     (("lr_decay_fraction", "sparsity_warmup_fraction"), _fraction),
     (("threshold_rate",), lambda s, v: None if 0 < v <= 1 else "a moving-average rate lies in (0, 1]"),
     (("jumprelu_bandwidth", "jumprelu_threshold"), lambda s, v: None if v > 0 else "must be > 0"),

@@ -27,7 +27,7 @@ from supjax.engine.spec import resume_diff
 from supjax.errors import ConfigError, ReaderInterrupted, RunDirError
 from supjax.results import Run, read_toy_run, write_atomic
 from supjax.sae import layout
-from supjax.sae.results import SaeRun, spec_toml, write_saes
+from supjax.sae.results import SaeRun, spec_toml, unpadded_groups, write_saes
 from supjax.sae.spec import SaeSpec
 from supjax.sae.toys import ToyModels
 
@@ -62,7 +62,7 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
                 spec = _check_resume(Path(out), spec, toys)
             out = rundir.claim(stack, out, resume, "sae.toml", SAE_STARTING, what="an SAE run")
         spec = layout.resolve_for_backend(spec)  # after the resume diff: a saved sae_block is kept
-        plan = layout.plan(spec, toys)
+        plan = layout.plan(spec, toys, jax.device_count())
         if out is not None and not resume:
             toys.save(out)
             write_saes(out, plan.rows)
@@ -76,11 +76,11 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
             return SaeInterrupted(signum, step, spec.steps, out, source)
 
         ids = [r["sae"] for r in plan.rows]
-        logs, states = driver.train_one_batch(plan.job(), out, stop, report, ids, spec.max_to_keep, interrupted)
+        job = plan.job()
+        logs, states = driver.train_one_batch(job, out, stop, report, ids, spec.max_to_keep, interrupted, kept)
         losses, l0 = logs["losses"], logs["l0"]
         info = {"toy_run": source, "seconds": time.perf_counter() - started, "device": jax.devices()[0].device_kind}
-        index = tuple(g.index for g in plan.groups)
-        states = tuple({"params": s.params, "buffers": s.buffers} for s in states)
+        index, states = unpadded_groups(tuple(g.index for g in plan.groups), tuple(map(kept, states)))
         result = SaeRun(spec, toys, plan.rows, losses, l0, states, index, info, out)
         if out is not None:
             np.save(out / "losses.npy", losses)
@@ -90,6 +90,11 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
             rundir.seal(out, [*tables, "l0.npy", f"checkpoints/{spec.steps}"])
             result.evaluate(write=True)
     return result
+
+
+def kept(state) -> dict:
+    """What a snapshot and a finished run keep of a group's state: the parameters and the buffers."""
+    return {"params": state.params, "buffers": state.buffers}
 
 
 def _check_resume(out: Path, spec: SaeSpec, toys: ToyModels) -> SaeSpec:
