@@ -18,7 +18,6 @@ weights and read the same batches, with or without shared data.
 
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass
 
@@ -31,7 +30,7 @@ from supjax.config import RESULT, STATIC, SweepSpec, fields_of
 from supjax.data import Streams
 from supjax.engine import table
 from supjax.engine.driver import Job
-from supjax.engine.layout import PADDING, Placement
+from supjax.engine.layout import PADDING, Placement, free_memory
 from supjax.errors import ConfigError, warn
 from supjax.program import GroupShape, Hyper, Static, hyper_type
 
@@ -229,7 +228,7 @@ def split_batches(spec: SweepSpec, rows: list[dict]) -> list[list[int]]:
     At most ``spec.max_models_per_batch`` models each, and at most half the free device
     memory by :func:`model_bytes` (the rest is XLA's working room).
     """
-    budget = 0.5 * _free_memory()
+    budget = 0.5 * free_memory()
     limit = spec.max_models_per_batch or len(rows)
     tile = spec.batch_tile or model.default_batch_tile(spec.batch_size, jax.default_backend())
     batches, current, used = [], [], 0.0
@@ -259,14 +258,3 @@ def model_bytes(n: int, m: int, batch_tile: int) -> float:
 def stream_bytes(n: int, batch_size: int) -> float:
     """Device bytes of one data stream's batch: the random bits and the features."""
     return 8.0 * batch_size * n
-
-
-def _free_memory() -> float:
-    device = jax.local_devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    try:
-        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 16.0 * 2**30

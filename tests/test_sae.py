@@ -254,6 +254,23 @@ def test_a_config_that_does_not_fit_the_run_is_refused_before_compiling(frame_ru
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
 
 
+def test_a_grid_that_does_not_fit_the_device_is_refused_before_compiling(frame_run, compile_log, monkeypatch):
+    spec = sae.SaeSpec(**{**GRID, "dictionary_ratios": (4.0,)})
+    plan = layout.plan(layout.resolve_for_backend(spec), sae.ToyModels.from_run(frame_run, [0]))
+    need = plan.device_bytes
+    # states of 24 SAEs (two [D, m] matrices, Adam's moments, gradients) and a block's [B, D] temporaries
+    assert 24 * 16 * (2 * 64 * 16) < need < 4 * (24 * 16 * (2 * 64 * 16 + 80) + 8 * 8 * 256 * 64 + 4 * 256 * 16)
+    monkeypatch.setattr(layout, "free_memory", lambda: 1.5 * need)
+    with compile_log, pytest.raises(ConfigError) as raised:
+        sae.run_sae(frame_run, spec)
+    assert compile_log.count() == 0
+    assert "24 SAEs of up to 64 latents need about 5 MiB of the 4 MiB free" in str(raised.value) and "\n" not in str(
+        raised.value
+    )
+    monkeypatch.setattr(layout, "free_memory", lambda: 2.5 * need)
+    plan.check_fits()  # fits in half of it
+
+
 @pytest.fixture(scope="module")
 def sae_dir(frame_run, tmp_path_factory):
     """The GRID trained into a run directory with a checkpoint halfway (the frame sweep's programs)."""

@@ -8,6 +8,7 @@ splits over several devices). The padding marker is decoded here and nowhere els
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import jax
@@ -88,3 +89,15 @@ def unpadded(index, tree) -> tuple[np.ndarray, object]:
     index = np.asarray(index)
     keep = int(np.sum(np.any(index.reshape(len(index), -1) != PADDING, axis=1)))
     return index[:keep], jax.tree.map(lambda a: np.asarray(a)[:keep], tree)
+
+
+def free_memory() -> float:
+    """Bytes free on the first local device (the host's available memory on a CPU)."""
+    device = jax.local_devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 16.0 * 2**30

@@ -16,7 +16,8 @@ import numpy as np
 
 from supjax import data, sharding
 from supjax.engine.driver import Job
-from supjax.engine.layout import PADDING, Placement
+from supjax.engine.layout import PADDING, Placement, free_memory
+from supjax.errors import ConfigError
 from supjax.sae import architectures, program
 from supjax.sae.architectures import SaeHyper
 from supjax.sae.spec import SaeSpec
@@ -59,6 +60,34 @@ class Layout:
         """Product work of one step of every SAE: 6 B D m (two forward products, four backward)."""
         per_latent_width = 6.0 * self.spec.batch_size * self.static.dictionary
         return sum(per_latent_width * g.program_shape.m * len(g.indices) for g in self.groups)
+
+    @property
+    def device_bytes(self) -> float:
+        """Bytes one device needs, about: every SAE's parameters, Adam moments and gradients, each
+        group's toy models, and the [B, D] temporaries of the SAEs stepped at once (a block of
+        ``sae_block``, or every SAE of a toy model's width with ``model_loop = "vmap"``)."""
+        D, B, static = self.static.dictionary, self.spec.batch_size, self.static
+        states = sum(4.0 * 4 * (2 * D * g.program_shape.m + D + g.program_shape.m) * g.index.size for g in self.groups)
+        toys = sum(4.0 * w.size for w in self.arrays.W)
+        at_once = max(
+            program.block_size(static.sae_block, g.shape[1]) * (g.shape[0] if static.model_loop == "vmap" else 1)
+            for g in self.groups
+        )
+        return (states + toys) / self.devices + 4.0 * 8 * at_once * B * D + 4.0 * B * self.toys.n * 4
+
+    def check_fits(self, budget: float | None = None) -> None:
+        """Refuse, in one line and before anything compiles, a grid whose SAEs do not fit in half
+        the device's free memory (``budget`` bytes if given)."""
+        budget = 0.5 * free_memory() if budget is None else budget
+        need = self.device_bytes
+        if need > budget:
+            raise ConfigError(
+                "batch_size",
+                self.spec.batch_size,
+                f"{len(self.rows)} SAEs of up to {self.static.dictionary} latents need about {_size(need)} of the "
+                f"{_size(budget)} free; lower batch_size or sae_block, or train fewer SAEs at once "
+                "(select fewer toy models, or split the grid into runs)",
+            )
 
     def job(self) -> Job:
         """What the engine's driver trains: every SAE in one program, T split over the devices."""
@@ -168,6 +197,10 @@ def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1) -> Layout:
             groups.append(Group(index, index, shape, program_shape=group_shape, params=params, hyper=hyper))
     static = _static(spec, toys, dictionary, k_max, widths, tuple(g.program_shape for g in groups), devices)
     return Layout(spec, toys, rows, static, tuple(groups), arrays, devices)
+
+
+def _size(count: float) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
 def _pad(a: np.ndarray, devices: int) -> np.ndarray:

@@ -63,6 +63,7 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
             out = rundir.claim(stack, out, resume, "sae.toml", SAE_STARTING, what="an SAE run")
         spec = layout.resolve_for_backend(spec)  # after the resume diff: a saved sae_block is kept
         plan = layout.plan(spec, toys, jax.device_count())
+        plan.check_fits()
         if out is not None and not resume:
             toys.save(out)
             write_saes(out, plan.rows)
