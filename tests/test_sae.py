@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import runpy
 import shutil
 from pathlib import Path
 
@@ -305,16 +306,23 @@ _DEVICES_SCRIPT = """
 import sys
 import numpy as np
 from supjax import sae
-rng = np.random.default_rng(1)
-frames = [w / np.linalg.norm(w, axis=1, keepdims=True) for w in rng.normal(size=(2, 16, 6))]
-toys = sae.weights_run(frames, distribution="constant:0.1")
-spec = sae.SaeSpec(architectures=("relu",), l1_coefficients=(1.0, 3.0), dictionary_ratios=(1.0,), lrs=(1e-2,),
-                   steps=60, batch_size=128, log_every=10, eval_batch_size=512, snapshot_steps=(30,), progress=False)
-run = sae.run_sae(toys, spec, out=sys.argv[1])
-summary, _ = sae.load_sae_run(sys.argv[1]).evaluate(write=False)
-halfway, _ = run.at_step(30).evaluate(write=False)
-np.savez(sys.argv[1] + ".npz", losses=run.losses, mcc=summary.mcc.to_numpy(), halfway=halfway.mcc.to_numpy(),
-         W_dec=np.stack([run.params(i)["W_dec"] for i in range(4)]), shapes=[np.shape(i) for i in run.index])
+
+
+def main(out):
+    rng = np.random.default_rng(1)
+    frames = [w / np.linalg.norm(w, axis=1, keepdims=True) for w in rng.normal(size=(2, 16, 6))]
+    toys = sae.weights_run(frames, distribution="constant:0.1")
+    spec = sae.SaeSpec(architectures=("relu",), l1_coefficients=(1.0, 3.0), dictionary_ratios=(1.0,), lrs=(1e-2,),
+                       steps=60, batch_size=128, eval_batch_size=512, snapshot_steps=(30,), progress=False)
+    run = sae.run_sae(toys, spec, out=out)
+    summary, _ = sae.load_sae_run(out).evaluate(write=False)
+    halfway, _ = run.at_step(30).evaluate(write=False)
+    np.savez(f"{out}.npz", losses=run.losses, mcc=summary.mcc.to_numpy(), halfway=halfway.mcc.to_numpy(),
+             W_dec=np.stack([run.params(i)["W_dec"] for i in range(4)]), shapes=[np.shape(i) for i in run.index])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
 """
 
 
@@ -327,14 +335,12 @@ def test_saes_over_three_devices_match_one_device(tmp_path):
 
     script = tmp_path / "devices.py"
     script.write_text(_DEVICES_SCRIPT)
-    runs = {}
-    for devices in (1, 3):
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-        out = tmp_path / f"run{devices}"
-        done = subprocess.run([sys.executable, script, out], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs[devices] = np.load(f"{out}.npz")
-    one, three = runs[1], runs[3]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=3"}
+    three = subprocess.Popen([sys.executable, script, tmp_path / "three"], env=env, stderr=subprocess.PIPE, text=True)
+    assert jax.device_count() == 1
+    runpy.run_path(str(script))["main"](tmp_path / "one")  # this process: one device
+    assert three.wait(timeout=300) == 0, three.stderr.read()[-2000:]
+    one, three = np.load(tmp_path / "one.npz"), np.load(tmp_path / "three.npz")
     assert one["shapes"].tolist() == three["shapes"].tolist() == [[2, 2]]
     for name in ("losses", "W_dec", "mcc", "halfway"):
         np.testing.assert_allclose(three[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
