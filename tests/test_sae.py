@@ -101,22 +101,39 @@ def test_topk_at_the_true_l0_recovers_every_orthonormal_feature(frame_sweep):
     assert best.shape == (4, N) and (best > 0.98).all()
 
 
-def test_recovery_falls_as_features_are_packed_more_densely():
+def _packed_frames() -> list[np.ndarray]:
     """32 features in m = 32 dimensions: orthonormal, or random unit rows packed into a subspace of 12
-    or of 6 of the dimensions; two active features a sample on average and TopK k = 2, dictionary 2n.
-    The same SAE recovers less the denser the packing. (One width: the three frames are one group.)"""
+    or of 6 of the dimensions."""
     rng = np.random.default_rng(1)
     frames = [np.linalg.qr(rng.normal(size=(32, 32)))[0]]
     for dimensions in (12, 6):
         rows = rng.normal(size=(32, dimensions))
         frames.append(np.pad(rows / np.linalg.norm(rows, axis=1, keepdims=True), ((0, 0), (0, 32 - dimensions))))
-    run = sae.weights_run(frames, "constant:0.0625")
+    return frames
+
+
+def test_recovery_falls_as_features_are_packed_more_densely():
+    """The packed frames; two active features a sample on average and TopK k = 2, dictionary 2n.
+    The same SAE recovers less the denser the packing. (One width: the three frames are one group.)"""
+    run = sae.weights_run(_packed_frames(), "constant:0.0625")
     spec = sae.SaeSpec(**{**GRID, "architectures": ("topk",), "ks": (2,), "lrs": (1e-2,), "dictionary_ratios": (2.0,),
                           "seeds": (0,)})  # fmt: skip
     summary, _ = sae.run_sae(run, spec).evaluate()
     mcc = summary.sort_values("model").mcc.tolist()
     assert summary.true_l0.between(1.8, 2.2).all() and summary.sae_l0.between(1.9, 2.0).all()
     assert mcc[0] > 0.99 and mcc[0] > mcc[1] + 0.01 and mcc[1] > mcc[2] + 0.03, mcc
+
+
+def test_a_dictionary_of_2n_recovers_at_least_what_one_of_n_recovers():
+    """The packed frames, TopK k = 2 at d = n and d = 2n, two seeds: on every frame and seed the larger
+    dictionary recovers (best cosine > 0.9) at least as many features as the smaller, and more in all."""
+    run = sae.weights_run(_packed_frames(), "constant:0.0625")
+    spec = sae.SaeSpec(**{**GRID, "architectures": ("topk",), "ks": (2,), "lrs": (1e-2,),
+                          "dictionary_ratios": (1.0, 2.0), "seeds": (0, 1)})  # fmt: skip
+    summary, _ = sae.run_sae(run, spec).evaluate()
+    recovered = summary.pivot_table(index=["model", "seed"], columns="dictionary_ratio", values="recovered_fraction")
+    assert (recovered[2.0] >= recovered[1.0]).all(), recovered
+    assert recovered[2.0].sum() > recovered[1.0].sum(), recovered
 
 
 # ---- one program, traced hyperparameters ----------------------------------------------------------
