@@ -216,11 +216,25 @@ def test_an_interrupted_llc_run_resumes_to_the_same_numbers(toy_run, llc_dir, tm
         np.testing.assert_array_equal(resumed.traces[name], finished.traces[name])
 
 
-def test_llc_along_training_reads_the_snapshots(toy_run):
-    from supjax import llc
+def test_llc_along_training_reads_the_snapshots(toy_run, tmp_path):
+    import pandas as pd
+
+    from supjax import llc, plots
+    from supjax.cli import main
 
     spec = llc.LlcSpec(**{**SPEC, "step_sizes": (1e-3,)}, at_steps=(200, 600), select={"m": [8]})
-    summary = llc.run_llc(toy_run, spec).summary()
+    summary = llc.run_llc(toy_run, spec, out=tmp_path / "llc").summary()
+    # the figure: lambda_hat beside the toy model's loss and geometry at its snapshots (measured by `plot`)
+    assert main(["plot", str(tmp_path / "llc")]) == 0
+    assert (tmp_path / "llc" / "figures" / "llc_along_training.png").is_file()
+    trajectory = pd.read_csv(toy_run / "trajectory.csv")
+    fig = plots.plot_llc_along_training(summary, trajectory)
+    loss_axis, geometry_axis = fig.axes[1], fig.axes[2]
+    model = int(summary.model.iloc[0])
+    curve = trajectory[trajectory["index"] == model].sort_values("step")
+    assert len(geometry_axis.lines) == 2 * summary.model.nunique()
+    np.testing.assert_allclose(loss_axis.lines[0].get_ydata(), curve.final_loss)
+    np.testing.assert_allclose(geometry_axis.lines[0].get_ydata(), curve.mean_squared_overlap)
     assert sorted(set(summary.step)) == [200, 600] and set(summary.m) == {8} and len(summary) == 4
     final = llc.run_llc(toy_run, llc.LlcSpec(**{**SPEC, "step_sizes": (1e-3,)}, select={"m": [8]})).summary()
     # the snapshot at the last step is the final weights: the same w*, the same chains

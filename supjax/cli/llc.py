@@ -49,9 +49,30 @@ def _plot_llc(args) -> int:
 
     run = llc.load_llc_run(args.run)
     folder = figure_folder(args.run, args.out)
-    written = plots.write_llc_figures(run.summary(), run.table(), run.traces, folder)
+    summary = run.summary()
+    trajectory = _toy_trajectory(run) if (summary.groupby("model").step.nunique() > 1).any() else None
+    written = plots.write_llc_figures(summary, run.table(), run.traces, folder, trajectory)
     print(f"wrote {len(written)} files to {folder}")
     return 0
+
+
+def _toy_trajectory(run):
+    """The toy run's metrics at its snapshots (its ``trajectory.csv``, measured now if missing), or
+    None where the toy run is gone (the figure then shows lambda_hat alone)."""
+    import pandas as pd
+
+    from supjax import analysis
+    from supjax.errors import SupjaxError
+
+    toy = run.info.get("toy_run")
+    if not toy or not Path(toy).is_dir():
+        return None
+    if (Path(toy) / "trajectory.csv").is_file():
+        return pd.read_csv(Path(toy) / "trajectory.csv")
+    try:
+        return analysis.trajectory(toy)[0]
+    except (SupjaxError, OSError):
+        return None
 
 
 def _is_llc_run(path: str) -> bool:

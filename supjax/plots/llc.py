@@ -68,7 +68,7 @@ def plot_llc_against_width(summary: pd.DataFrame) -> Figure:
                     label=f"lambda ~ m^{slope:.2f}")  # fmt: skip
             half = rows.groupby("m").parameters.first() / 2
             ax.plot(half.index, half.to_numpy(), ":", color="gray", lw=1, label="d / 2 (regular)")
-        ax.set(yscale="log", xlabel="width m", title=regime)
+        ax.set(yscale="log" if len(rows) else "linear", xlabel="width m", title=regime)  # no positive estimate: empty
         if len(rows):
             width_axis(ax, rows.m)
             ax.legend(fontsize=7)
@@ -76,24 +76,35 @@ def plot_llc_against_width(summary: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_llc_along_training(summary: pd.DataFrame, losses: pd.DataFrame | None = None) -> Figure:
-    """lambda_hat at every step of every model estimated at several (one line each), and beside it the toy
-    model's loss (``losses``: columns model, step, loss) where given."""
+def plot_llc_along_training(summary: pd.DataFrame, trajectory: pd.DataFrame | None = None) -> Figure:
+    """lambda_hat at every step of every model estimated at several (one line each, the chains'
+    spread as bars), and beside it, where the toy run's ``trajectory`` is given (its
+    ``trajectory.csv``: index, step and the summary's metrics at every snapshot), the model's loss
+    and its geometry at the same steps: the mean squared overlap of its represented rows and the
+    share of features it represents."""
     along = summary[summary.groupby("model").step.transform("nunique") > 1]
-    fig = Figure(figsize=(8.4, 3.4), layout="constrained")
-    axes = fig.subplots(1, 2)
+    panels = 3 if trajectory is not None else 1
+    fig = Figure(figsize=(3.6 * panels + 1.2, 3.4), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
     colours = gamma_colours(along.weight_decay) if len(along) else gamma_colours([0.0])
-    for (model, _), rows in along.groupby(["model", *SETTING]):
+    for (model, *_), rows in along.groupby(["model", *SETTING]):  # a model at one SGLD setting
         rows = rows.sort_values("step")
         gamma = rows.weight_decay.iloc[0]
         label = f"model {model} (m = {rows.m.iloc[0]}, gamma = {gamma:.2g})"
         axes[0].errorbar(rows.step, rows.llc_mean, yerr=rows.llc_std, marker="o", ms=3, color=colours.to_rgba(gamma),
                          label=label)  # fmt: skip
-        if losses is not None:
-            curve = losses[losses.model == model].sort_values("step")
-            axes[1].plot(curve.step, curve.loss, color=colours.to_rgba(gamma))
+        if trajectory is not None:
+            curve = trajectory[trajectory["index"] == model].sort_values("step")
+            axes[1].plot(curve.step, curve.final_loss, marker=".", color=colours.to_rgba(gamma))
+            axes[2].plot(curve.step, curve.mean_squared_overlap, marker=".", color=colours.to_rgba(gamma))
+            axes[2].plot(curve.step, curve.represented_fraction, ls=":", color=colours.to_rgba(gamma))
     axes[0].set(xscale="log", xlabel="training step", ylabel="lambda_hat", title="LLC along training")
-    axes[1].set(xscale="log", yscale="log", xlabel="training step", ylabel="loss", title="the toy model's loss")
+    if trajectory is not None:
+        positive = bool(len(along)) and (trajectory.final_loss > 0).any()
+        axes[1].set(xscale="log", yscale="log" if positive else "linear", xlabel="training step", ylabel="loss",
+                    title="the toy model's loss")  # fmt: skip
+        axes[2].set(xscale="log", xlabel="training step", ylabel="overlap (solid), represented (dotted)",
+                    title="the toy model's geometry")  # fmt: skip
     if len(along):
         axes[0].legend(fontsize=6)
     return fig
@@ -118,22 +129,27 @@ def plot_chain_traces(table: pd.DataFrame, traces: dict, limit: int = 8) -> Figu
     return fig
 
 
-def llc_figures(summary: pd.DataFrame, table: pd.DataFrame, traces: dict) -> dict[str, Figure]:
-    """Every figure that the tables support, by file stem."""
+def llc_figures(
+    summary: pd.DataFrame, table: pd.DataFrame, traces: dict, trajectory: pd.DataFrame | None = None
+) -> dict[str, Figure]:
+    """Every figure that the tables support, by file stem (``trajectory``: the toy run's metrics at its
+    snapshots, for the geometry beside lambda_hat along training)."""
     figures = {"llc_traces": plot_chain_traces(table, traces)}
     if summary.final.any():
         figures["llc_phase"] = plot_llc_phase_diagram(summary)
         figures["llc_vs_width"] = plot_llc_against_width(summary)
     if (summary.groupby("model").step.nunique() > 1).any():
-        figures["llc_along_training"] = plot_llc_along_training(summary)
+        figures["llc_along_training"] = plot_llc_along_training(summary, trajectory)
     return figures
 
 
-def write_llc_figures(summary: pd.DataFrame, table: pd.DataFrame, traces: dict, folder: str | Path) -> list[Path]:
+def write_llc_figures(
+    summary: pd.DataFrame, table: pd.DataFrame, traces: dict, folder: str | Path, trajectory=None
+) -> list[Path]:
     """Write :func:`llc_figures` into ``folder`` as ``STEM.png`` and ``.pdf``."""
     written = []
     with matplotlib.rc_context(STYLE):
-        for stem, fig in llc_figures(summary, table, traces).items():
+        for stem, fig in llc_figures(summary, table, traces, trajectory).items():
             written += save(fig, Path(folder) / stem)
     return written
 
