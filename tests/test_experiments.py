@@ -332,3 +332,25 @@ def test_fig4b_pieces_train_resumably_and_compare_cell_by_cell_with_the_papers_h
     first = per_seed[np.isclose(per_seed.weight_decay, fig4b.GAMMA_SETS["strong"][0])]
     assert float(first.exponent.iloc[0]) == pytest.approx(-law, rel=1e-9)  # the paper's fit: OLS in log-log
     assert {p.name for p in figures.iterdir()} >= {f"{f}_paper_settings.png" for f in ("fig4b", "fig6e", "fig5b")}
+
+
+@pytest.mark.slow
+def test_the_llc_phase_diagram_estimates_every_model_and_answers_per_regime(tmp_path):
+    llc_phase = _script("llc_phase")
+    out, figures = tmp_path / "llc", tmp_path / "figures"
+    numbers = llc_phase.main(["--scale", "smoke", "--out", str(out), "--figures", str(figures), "--quiet"])
+    toy, llc = pd.read_csv(out / "toy" / "summary.csv"), pd.read_csv(out / "llc" / "llc_summary.csv")
+    assert len(toy) == 6 and len(llc) == 6 * 2 and set(llc.model) == set(toy["index"])  # every model, both eps
+    assert [s["step_size"] for s in numbers["settings"]] == [1e-4, 3e-4]
+    for setting in numbers["settings"]:
+        strong = setting["regimes"]["strong"]
+        rows = llc[(llc.weight_decay < 0) & (llc.step_size == setting["step_size"])]
+        by_width = rows.groupby("m").llc_mean.mean()
+        assert strong["llc_by_width"] == pytest.approx({str(m): v for m, v in by_width.items()}, rel=1e-3, abs=1e-3)
+        share = rows.llc_mean / (rows.parameters / 2)
+        assert strong["share_of_half_d"]["mean"] == pytest.approx(share.mean(), rel=1e-3, abs=1e-3)
+    drawn = {f"llc_{stem}_smoke.{kind}" for stem in ("phase", "width") for kind in ("png", "pdf")}
+    assert {p.name for p in figures.iterdir()} == drawn
+    assert (figures / "llc_width_smoke.png").read_bytes().startswith(PNG_MAGIC)
+    again = llc_phase.main(["--scale", "smoke", "--out", str(out), "--figures", str(figures), "--quiet"])
+    assert again["settings"] == numbers["settings"]  # the second call reuses both runs
