@@ -29,6 +29,8 @@ from table import machine  # the CPU model and core count every JSON of run.sh c
 PAPER = dict(n=1000, batch=2048, widths=(10, 15, 25, 39, 63, 100), steps=20000, warmup=2000, lr=1e-2, scaled=False)
 DECAYS = tuple(-1.0 + 2.0 * i / 9 for i in range(10))
 WORKLOADS = {
+    "demo": dict(n=300, batch=1024, widths=(8, 12, 16, 24, 32, 48), steps=2000, warmup=200, lr=1e-2, scaled=False,
+                 gammas=(-1.0, -0.3, 0.3, 1.0), alphas=(0.8, 1.4)),
     "paper-slice": dict(PAPER, gammas=DECAYS, alphas=(1.0,)),
     "paper-grid": dict(PAPER, gammas=DECAYS, alphas=tuple(np.arange(17) / 8)),
     "large": dict(n=10240, batch=8192, widths=tuple(2**k for k in range(3, 11)), steps=40000, warmup=2000,
