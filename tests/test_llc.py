@@ -88,6 +88,21 @@ def test_mala_acceptance_falls_with_the_step_size():
     assert small > 0.99 and large < 0.9, (small, large)
 
 
+def test_paired_acceptance_tends_to_one_with_the_step_and_the_lagged_one_reads_the_batch_noise():
+    """On minibatches: judged on one batch, a small step is accepted almost always; judged on
+    consecutive batches (devinterp 1.x), the batch noise keeps it near a half at any step size. The
+    draws (and lambda_hat) are the same: only the diagnostic differs."""
+    d, size = 10, 32
+    loss = lambda w, x: 0.5 * jnp.mean(jnp.sum((w - x) ** 2, -1))  # noqa: E731
+    batch = lambda key, t: jax.random.normal(key, (size, d))  # noqa: E731
+    common = dict(nbeta=size / math.log(size), localization=1.0, step_size=[1e-4, 1e-3], draws=300, batch=batch)
+    paired = sgld.estimate(loss, jnp.zeros(d), **common, mala="paired")
+    lagged = sgld.estimate(loss, jnp.zeros(d), **common, mala="lagged")
+    assert (paired.acceptance[..., 1:].mean(axis=(1, 2)) > 0.99).all()
+    assert (lagged.acceptance[..., 1:].mean(axis=(1, 2)) < 0.7).all()
+    np.testing.assert_array_equal(paired.llc, lagged.llc)
+
+
 def test_a_calibration_grid_compiles_one_program(compile_log):
     def quadratic(w, batch):
         return 0.5 * jnp.sum(w**2)

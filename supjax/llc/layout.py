@@ -171,6 +171,7 @@ def plan(spec: LlcSpec, run: Run, anchors: list[Anchor]) -> Layout:
         steps=spec.draws,
         log_every=spec.log_every,
         bounding_box=spec.bounding_box,
+        mala=spec.mala,
         groups=tuple(g.program_shape for g in groups),
     )
     return Layout(spec, anchors, rows, static, tuple(groups), streams)

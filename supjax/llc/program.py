@@ -52,6 +52,7 @@ class Static(data.SamplerStatic):
     steps: int  # the draws of every chain
     log_every: int
     bounding_box: float | None
+    mala: str  # the acceptance diagnostic: "paired" (one batch) or "lagged" (devinterp 1.x)
     groups: tuple[GroupShape, ...]
 
 
@@ -76,7 +77,7 @@ def make_train(static: Static) -> Program:
 
     def one_chain(state, w_star, hyper, x, key_data, t):
         key = jax.random.fold_in(jax.random.wrap_key_data(key_data), t)
-        return sgld.chain_step(loss_and_grad, state, w_star, hyper, x, key, t, static.bounding_box)
+        return sgld.chain_step(loss_and_grad, state, w_star, hyper, x, key, t, static.bounding_box, static.mala)
 
     settings = jax.vmap(one_chain, in_axes=(0, None, 0, None, 0, None))
     rows = jax.vmap(settings, in_axes=(0, 0, 0, 0, 0, None))

@@ -13,14 +13,17 @@ stochastic-gradient Langevin dynamics localized at w*; supjax follows its conven
 * the estimate ``lambda_hat = n beta (E[L(w)] - L(w*))``, E over the chain's draws. devinterp
   2.0.1's ``compute_llc`` averages the loss over every step, burn-in included, from the first
   step at w* itself: so does supjax with ``burn_in = 0`` (the default). ``L(w*)`` is measured on
-  the same batches as the draws, so the difference is paired (and equals the mean over those
-  batches of the loss at w*: one estimate, both of devinterp's readings);
-* MALA acceptance as devinterp's ``MalaAcceptanceRate`` computes it, a diagnostic only
-  (nothing is rejected): for the potential ``U(w) = n beta L_B(w) + (gamma_loc/2) ||w - w*||^2``
-  and its gradient g, ``min(1, exp(U(w) - U(w') + log q(w|w') - log q(w'|w)))`` with
-  ``log q(w'|w) = -||w' - w + (eps/2) g(w)||^2 / (2 eps)``, each side's U and g from the step's
-  own batch (devinterp's lag: the transition into w_t is judged at step t). A chain's first step
-  has no transition and counts as accepted.
+  the same batches as the draws, so the difference is paired (devinterp 2.0.1 subtracts one
+  ``init_loss`` of 32 batches shared by the chains: the same expectation, a larger spread);
+* the MALA acceptance, a diagnostic only (nothing is rejected): for the potential
+  ``U(w) = n beta L_B(w) + (gamma_loc/2) ||w - w*||^2`` and its gradient g,
+  ``min(1, exp(U(w) - U(w') + log q(w|w') - log q(w'|w)))`` with
+  ``log q(w'|w) = -||w' - w + (eps/2) g(w)||^2 / (2 eps)``. ``paired`` (the default) judges the
+  transition w_{t-1} -> w_t with both sides' U and g on batch t, one more gradient a step: it tends
+  to 1 as eps -> 0. ``lagged`` is devinterp 1.x's ``MalaAcceptanceRate``, each side on the batch of
+  its own step, so that batch noise, not the step size, sets it (about 0.5 to 0.6 at batches of 32 to
+  256 at any eps; devinterp 2.0.1 ships no acceptance diagnostic). A chain's first step has no
+  transition and counts as accepted.
 
 The loss convention matters for n beta. The toy models' loss is the squared error summed over
 the features (n x the mean squared error over features, the paper's reported loss): with L so
@@ -85,21 +88,29 @@ def chain_step(
     key,
     t,
     bounding_box: float | None = None,
+    mala: str = "paired",
 ):
     """ONE SGLD step of one chain at step t: ``(state, stats)``.
 
     ``loss_and_grad(w, batch) -> (L_B(w), grad L_B(w))`` (the batch mean loss); ``key`` draws the
     noise. ``stats``: ``losses`` L_B(w_t) and ``reference`` L_B(w*) on the same batch, ``acceptance``
-    (MALA, of the transition into w_t), ``below`` (1 where L_B(w_t) < L_B(w*)); NaN once diverged.
+    (MALA, of the transition into w_t: ``mala = "paired"`` on this batch, ``"lagged"`` as devinterp 1.x),
+    ``below`` (1 where L_B(w_t) < L_B(w*)); NaN once diverged.
     """
-    loss, grad = loss_and_grad(state.w, batch)
-    reference, _ = loss_and_grad(w_star, batch)
     nbeta, gamma, eps = hyper.nbeta, hyper.localization, hyper.step_size
-    offset = jax.tree.map(jnp.subtract, state.w, w_star)
-    potential = nbeta * loss + 0.5 * gamma * _dot(offset, offset)
-    drift = jax.tree.map(lambda g, d: nbeta * g + gamma * d, grad, offset)
+
+    def potential_and_drift(w):
+        loss, grad = loss_and_grad(w, batch)
+        offset = jax.tree.map(jnp.subtract, w, w_star)
+        drift = jax.tree.map(lambda g, d: nbeta * g + gamma * d, grad, offset)
+        return loss, nbeta * loss + 0.5 * gamma * _dot(offset, offset), drift
+
+    loss, potential, drift = potential_and_drift(state.w)
+    reference, _ = loss_and_grad(w_star, batch)
 
     w_prev, g_prev, u_prev = state.previous
+    if mala == "paired":  # the previous point on this step's batch too
+        _, u_prev, g_prev = potential_and_drift(w_prev)
     back = jax.tree.map(lambda a, b, g: a - b + 0.5 * eps * g, w_prev, state.w, drift)
     forth = jax.tree.map(lambda a, b, g: a - b + 0.5 * eps * g, state.w, w_prev, g_prev)
     log_ratio = u_prev - potential + (_dot(forth, forth) - _dot(back, back)) / (2.0 * eps)
@@ -164,12 +175,14 @@ def estimate(
     seed: int = 0,
     batch: Callable | None = None,
     bounding_box: float | None = None,
+    mala: str = "paired",
 ) -> Estimate:
     """lambda_hat at ``w_star`` of ``loss(w, batch) -> L_B(w)`` (the batch mean loss), ``chains`` chains
     of ``draws`` SGLD steps for every setting: ``nbeta``, ``localization`` and ``step_size`` are
     scalars or equal-length sequences (one setting each; traced, so a calibration grid compiles
     once). ``batch(key, t)`` draws step t's batch (None: full batch, ``loss(w, None)``). The first
-    ``burn_in`` draws are left out of lambda_hat.
+    ``burn_in`` draws are left out of lambda_hat. ``mala``: how the acceptance diagnostic judges a
+    transition (``"paired"`` or devinterp 1.x's ``"lagged"``; see the module docstring).
 
     Example:
         >>> quadratic = lambda w, batch: 0.5 * jnp.sum(w**2)
@@ -182,7 +195,7 @@ def estimate(
     hyper = SgldHyper(*(jnp.asarray(s) for s in settings))
     k = len(settings[0])
     grid = jax.tree.map(lambda a: jnp.broadcast_to(a[:, None], (k, chains)), hyper)
-    stats = _run_chains(loss, w_star, grid, seed, draws, batch, bounding_box)
+    stats = _run_chains(loss, w_star, grid, seed, draws, batch, bounding_box, mala)
     return _estimate(*(np.asarray(stats[name]) for name in ("losses", "reference", "acceptance", "below")),
                      np.asarray(stats["diverged_at"]), np.asarray(settings[0]), burn_in)  # fmt: skip
 
@@ -197,8 +210,8 @@ def _estimate(losses, reference, acceptance, below, diverged_at, nbeta, burn_in)
     return Estimate(llc, losses, reference, acceptance, below, diverged_at)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "draws", "batch", "bounding_box"))
-def _run_chains(loss, w_star, grid: SgldHyper, seed: int, draws: int, batch, bounding_box):
+@functools.partial(jax.jit, static_argnames=("loss", "draws", "batch", "bounding_box", "mala"))
+def _run_chains(loss, w_star, grid: SgldHyper, seed: int, draws: int, batch, bounding_box, mala):
     loss_and_grad = jax.value_and_grad(loss)
     settings, chains = grid.nbeta.shape
     noise_keys = jax.random.split(jax.random.key(seed), settings * chains).reshape(settings, chains)
@@ -209,7 +222,7 @@ def _run_chains(loss, w_star, grid: SgldHyper, seed: int, draws: int, batch, bou
         def step(state, t):
             draw = None if batch is None else batch(jax.random.fold_in(data_key, t), t)
             noise = jax.random.fold_in(key, t)
-            return chain_step(loss_and_grad, state, w_star, hyper, draw, noise, t, bounding_box)
+            return chain_step(loss_and_grad, state, w_star, hyper, draw, noise, t, bounding_box, mala)
 
         def zeros():
             return {name: jnp.float32(0.0) for name in ("losses", "reference", "acceptance", "below")}

@@ -49,6 +49,9 @@ class LlcSpec(selection.ReadsToyRun):
     burn_in: int = setting(0, STATIC, "first draws left out of lambda_hat (devinterp 2.0.1 averages every draw)")
     log_every: int = setting(1, STATIC, "draws per logged value (the mean over them); 1 keeps every draw")
     bounding_box: float | None = setting(None, STATIC, "clip every coordinate to w* +- this (devinterp's box)")
+    mala: str = setting(
+        "paired", STATIC, "MALA diagnostic: both sides on one batch, or devinterp 1.x's lagged", ("paired", "lagged")
+    )
     seed: int = setting(0, TRACED, "seed of the chains' noise")
     data_seed: int = setting(0, TRACED, "seed of the data: chain c of every w* and setting reads bit stream c")
     chunk_steps: int | None = setting(None, DRIVING, "draws per compiled chunk (unset: sized to the work)")
