@@ -79,6 +79,26 @@ def load_spec(name: str, args: argparse.Namespace) -> SweepSpec:
     return spec.replace(progress=spec.progress and not args.quiet)
 
 
+def load_toy_and_wing(name: str, scale: str, wing: str, wing_spec, overrides=(), quiet: bool = False):
+    """(SweepSpec, the wing's spec) from the ``[toy]`` and ``[WING]`` tables of ``<name>_<scale>.toml``,
+    with ``--set toy.KEY=V`` and ``--set WING.KEY=V`` overrides (an experiment on a toy grid's models)."""
+    import tomllib
+
+    from supjax.configfile import parse_overrides
+
+    tables = tomllib.loads(config_path(name, scale).read_text())
+    assert set(tables) == {"toy", wing}, f"{name}_{scale}.toml needs tables [toy] and [{wing}], has {list(tables)}"
+    changes = parse_overrides(overrides)
+
+    def table(key: str) -> dict:
+        return {**tables[key], **{k[len(key) + 1 :]: v for k, v in changes.items() if k.startswith(f"{key}.")}}
+
+    toy_spec, spec = SweepSpec.from_dict(table("toy")), wing_spec.from_dict(table(wing))
+    if quiet:
+        toy_spec, spec = toy_spec.replace(progress=False), spec.replace(progress=False)
+    return toy_spec, spec
+
+
 def run_or_reuse(name: str, scale: str, spec: SweepSpec, out: Path) -> Experiment:
     """Train ``spec`` into ``out`` and analyse it, or reuse what ``out`` already holds."""
     import supjax
@@ -186,6 +206,17 @@ def run_figure(name: str, description: str, argv, headline_numbers, figure, titl
         written = save_figure(figure(exp), exp, name, args.figures, title)
     write_numbers(exp, numbers)
     finish(name, exp, written, numbers, started)
+    return numbers
+
+
+def write_and_report(name: str, scale: str, what: str, out: Path, numbers: dict, written: list, started: float):
+    """``out/numbers.json``, then one line of what was made (``what``) and where everything went; the numbers, plain."""
+    numbers = _plain(numbers)
+    (out / "numbers.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    print(f"{name} ({scale}): {what}; this call: {time.perf_counter() - started:.0f} s")
+    print(f"  runs: {out}   numbers: {out / 'numbers.json'}")
+    for path in written:
+        print(f"  figure: {path}")
     return numbers
 
 

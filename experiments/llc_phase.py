@@ -19,9 +19,7 @@ lambda_hat follows the geometry (the share of features the model represents).
 
 from __future__ import annotations
 
-import json
 import time
-import tomllib
 
 import common  # first: puts the working tree's supjax on the path
 import numpy as np
@@ -29,7 +27,6 @@ import pandas as pd
 import scipy.stats
 
 from supjax import ConfigError, SweepSpec, llc, plots
-from supjax.configfile import parse_overrides
 from supjax.engine.spec import resume_diff
 
 NAME = "llc_phase"
@@ -75,26 +72,13 @@ def main(argv=None) -> dict:
         "machine": toy.timing.get("machine", common.machine()),
         "llc_seconds": run.info.get("seconds"),
     }
-    (args.out / "numbers.json").write_text(json.dumps(common._plain(numbers), indent=2) + "\n")
-    print(f"{NAME} ({args.scale}): {len(toy.summary)} toy models, {len(table)} chains; this call: "
-          f"{time.perf_counter() - started:.0f} s")  # fmt: skip
-    print(f"  runs: {args.out}   numbers: {args.out / 'numbers.json'}")
-    for path in written:
-        print(f"  figure: {path}")
-    return common._plain(numbers)
+    what = f"{len(toy.summary)} toy models, {len(table)} chains"
+    return common.write_and_report(NAME, args.scale, what, args.out, numbers, written, started)
 
 
 def load_specs(scale: str, overrides=(), quiet: bool = False) -> tuple[SweepSpec, llc.LlcSpec]:
     """The ``[toy]`` and ``[llc]`` tables of ``llc_phase_<scale>.toml``; ``--set toy.KEY=V`` or ``llc.KEY=V``."""
-    tables = tomllib.loads(common.config_path(NAME, scale).read_text())
-    assert set(tables) == {"toy", "llc"}, f"{NAME}_{scale}.toml needs tables [toy] and [llc], has {list(tables)}"
-    changes = parse_overrides(overrides)
-    toy = {**tables["toy"], **{k[4:]: v for k, v in changes.items() if k.startswith("toy.")}}
-    chains = {**tables["llc"], **{k[4:]: v for k, v in changes.items() if k.startswith("llc.")}}
-    toy_spec, llc_spec = SweepSpec.from_dict(toy), llc.LlcSpec.from_dict(chains)
-    if quiet:
-        toy_spec, llc_spec = toy_spec.replace(progress=False), llc_spec.replace(progress=False)
-    return toy_spec, llc_spec
+    return common.load_toy_and_wing(NAME, scale, "llc", llc.LlcSpec, overrides, quiet)
 
 
 def estimate_or_reuse(toy_run, spec: llc.LlcSpec, out) -> llc.LlcRun:

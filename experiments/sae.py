@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 
 import common  # first: puts the working tree's supjax on the path
 import numpy as np
@@ -35,7 +34,6 @@ import pandas as pd
 import scipy.stats
 
 from supjax import ConfigError, SweepSpec, plots, sae
-from supjax.configfile import parse_overrides
 from supjax.engine.spec import resume_diff
 
 NAME = "sae"
@@ -80,27 +78,13 @@ def main(argv=None) -> dict:
         "sae_batch": sae_spec.batch_size,
         "architectures": list(sae_spec.architectures),
     }
-    (args.out / "numbers.json").write_text(json.dumps(common._plain(numbers), indent=2) + "\n")
-    print(f"{NAME} ({args.scale}): {len(toy.summary)} toy models, {len(summary)} SAEs; this call: "
-          f"{time.perf_counter() - started:.0f} s")  # fmt: skip
-    print(f"  runs: {args.out}   numbers: {args.out / 'numbers.json'}")
-    for path in written:
-        print(f"  figure: {path}")
-    return common._plain(numbers)
+    what = f"{len(toy.summary)} toy models, {len(summary)} SAEs"
+    return common.write_and_report(NAME, args.scale, what, args.out, numbers, written, started)
 
 
 def load_specs(scale: str, overrides=(), quiet: bool = False) -> tuple[SweepSpec, sae.SaeSpec]:
     """The ``[toy]`` and ``[sae]`` tables of ``sae_<scale>.toml``; ``--set toy.KEY=V`` or ``sae.KEY=V``."""
-    tables = tomllib.loads(common.config_path(NAME, scale).read_text())
-    assert set(tables) == {"toy", "sae"}, f"sae_{scale}.toml needs tables [toy] and [sae], has {list(tables)}"
-    changes = parse_overrides(overrides)
-    toy = {**tables["toy"], **{k[4:]: v for k, v in changes.items() if k.startswith("toy.")}}
-    saes = {**tables["sae"], **{k[4:]: v for k, v in changes.items() if k.startswith("sae.")}}
-    toy_spec = SweepSpec.from_dict(toy)
-    sae_spec = sae.SaeSpec.from_dict(saes)
-    if quiet:
-        toy_spec, sae_spec = toy_spec.replace(progress=False), sae_spec.replace(progress=False)
-    return toy_spec, sae_spec
+    return common.load_toy_and_wing(NAME, scale, "sae", sae.SaeSpec, overrides, quiet)
 
 
 def train_or_reuse(toy_run, spec: sae.SaeSpec, out) -> tuple[pd.DataFrame, dict, dict]:
