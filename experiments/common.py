@@ -167,7 +167,10 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else round(float(value), 4)
+        if not np.isfinite(value):
+            return None
+        small = 0 < abs(value) < 1e-3  # a step size or a learning rate: four significant digits, not 0.0
+        return float(f"{float(value):.4g}") if small else round(float(value), 4)
     if isinstance(value, np.integer):
         return int(value)
     return value
