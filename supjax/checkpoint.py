@@ -107,8 +107,29 @@ def _failed_reads_quiet():
         try:
             yield
         except Exception:
+            # A failed read's sibling reads may still fail after it on orbax's thread, and their tasks log
+            # when collected, perhaps after the logs are back on: from now on those records are dropped.
+            _drop_abandoned_read_tasks()
             gc.collect()  # only a failed read leaves tasks behind; a good one costs no collection
             raise
+
+
+class _AbandonedReadTask(logging.Filter):
+    """Drops asyncio's 'Task exception was never retrieved' for a checkpoint read (a tensorstore error)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None and record.args and isinstance(record.args, dict):
+            exc = record.args.get("exception")
+        text = str(getattr(record, "msg", "")) + " " + str(exc or "") + " " + str(record.args or "")
+        abandoned = "never retrieved" in text and ("tensorstore" in text or "zarr" in text or "OCDBT" in text)
+        return not abandoned
+
+
+def _drop_abandoned_read_tasks() -> None:
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _AbandonedReadTask) for f in logger.filters):
+        logger.addFilter(_AbandonedReadTask())
 
 
 def _drop_closed_loop_echoes() -> None:
