@@ -95,7 +95,7 @@ def test_paired_acceptance_tends_to_one_with_the_step_and_the_lagged_one_reads_t
     d, size = 10, 32
     loss = lambda w, x: 0.5 * jnp.mean(jnp.sum((w - x) ** 2, -1))  # noqa: E731
     batch = lambda key, t: jax.random.normal(key, (size, d))  # noqa: E731
-    common = dict(nbeta=size / math.log(size), localization=1.0, step_size=[1e-4, 1e-3], draws=300, batch=batch)
+    common = dict(nbeta=size / math.log(size), localization=1.0, step_size=[1e-4, 1e-3], draws=100, batch=batch)
     paired = sgld.estimate(loss, jnp.zeros(d), **common, mala="paired")
     lagged = sgld.estimate(loss, jnp.zeros(d), **common, mala="lagged")
     assert (paired.acceptance[..., 1:].mean(axis=(1, 2)) > 0.99).all()
