@@ -1,12 +1,12 @@
 """A run as labelled arrays: ``Run.to_xarray()`` returns an xarray Dataset.
 
-One dimension per grid axis that varies (``m``, ``weight_decay``, ``distribution``,
-``activation_density``, ``seed``, and ``importance`` where a grid has it; an axis with one
-value becomes a scalar coordinate), and a ``step`` dimension. So a phase diagram is a
+One dimension per grid axis that varies, in the order the model table nests them (``m``,
+``distribution``, ``activation_density``, ``seed``, ``importance``, ``weight_decay``; an axis with
+one value becomes a scalar coordinate), and a ``step`` dimension. So a phase diagram is a
 ``.sel``, a ``.mean`` and a ``.plot``::
 
     ds = supjax.load_run("runs/phase").to_xarray()
-    ds.final_loss.mean("seed").sel(m=32).plot()              # weight decay x distribution
+    ds.final_loss.mean("seed").sel(m=32).plot()              # weight decay (x) by distribution (y)
     ds.loss.sel(weight_decay=-1.0).mean("seed").plot.line(x="step", hue="m")
 
 Variables: ``loss`` [grid, step] (the logged window means), ``final_loss``, ``diverged_at``,

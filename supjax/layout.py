@@ -168,8 +168,8 @@ def plan(spec: SweepSpec, indices: list[int] | None = None, devices: int = 1) ->
     take the backend's choice (:func:`resolve_for_backend`).
     """
     spec = resolve_for_backend(spec)
-    table = model_table(spec)
-    rows = table if indices is None else [table[i] for i in sorted(indices)]
+    every_row = model_table(spec)
+    rows = every_row if indices is None else [every_row[i] for i in sorted(indices)]
     num_decays = models_per_stream(spec)  # G
     position = {r["index"]: k for k, r in enumerate(rows)}
     first_row = {}

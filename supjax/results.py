@@ -3,9 +3,11 @@
 A run directory holds
 
 * ``config.toml``: the resolved SweepSpec (``supjax sweep DIR/config.toml`` reruns it);
-* ``models.csv``: one row per model (index, m, weight_decay, distribution, alpha,
-  activation_density, expected_active, seed, importance, lr_w, lr_b, diverged_at: the step
-  its loss stopped being finite, -1 if never);
+* ``models.csv``: one row per model, its columns from the spec's declarations
+  (:mod:`supjax.engine.table`): index, the grid axes as they nest (m, distribution,
+  activation_density, seed, importance, weight_decay), the derived alpha, expected_active, lr_w,
+  lr_b, and diverged_at: the step its loss stopped being finite, -1 if never (files written before
+  2026-12-07 hold the same columns in another order; they are read by name);
 * ``losses.npy``: ``[models, steps // log_every]`` float32, window means of n x MSE;
 * ``probabilities.npz``: the feature frequencies p: [n] of every distribution and density;
 * ``batches.json``: which models train together (kept so a resume trains the same batches);

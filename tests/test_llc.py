@@ -326,3 +326,17 @@ def test_reduced_rank_regression_matches_aoyagi_and_watanabe(m, h, n, true):
 
     est = sgld.estimate(loss, train(w), nbeta=NBETA, localization=1.0, step_size=6e-5, chains=3, draws=2000, seed=42)
     assert float(est.mean[0]) == pytest.approx(true, rel=0.3), (float(est.mean[0]), float(est.std[0]))
+
+
+def test_a_run_saved_before_the_paired_diagnostic_reads_as_lagged(tmp_path):
+    """llc.toml of a run written before ``mala`` existed: its acceptance was devinterp 1.x's lagged one,
+    and a resume must not relabel it; a config a user writes without the key gets the default."""
+    from supjax import ConfigError, llc
+    from supjax.engine.spec import resume_diff
+
+    (tmp_path / "llc.toml").write_text("step_sizes = [1e-4]\nchains = 2\n")
+    saved = llc.LlcSpec.saved(tmp_path / "llc.toml")
+    assert saved.mala == "lagged" and llc.LlcSpec.from_toml(tmp_path / "llc.toml").mala == "paired"
+    with pytest.raises(ConfigError, match="the config differs in mala"):  # a resume refuses to relabel it
+        resume_diff(saved, llc.LlcSpec(step_sizes=(1e-4,), chains=2), tmp_path, "llc.toml")
+    assert resume_diff(saved, saved.replace(progress=False), tmp_path, "llc.toml").mala == "lagged"

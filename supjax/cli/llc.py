@@ -62,7 +62,7 @@ def _toy_trajectory(run):
     import pandas as pd
 
     from supjax import analysis
-    from supjax.errors import SupjaxError
+    from supjax.errors import SupjaxError, warn
 
     toy = run.info.get("toy_run")
     if not toy or not Path(toy).is_dir():
@@ -71,7 +71,8 @@ def _toy_trajectory(run):
         return pd.read_csv(Path(toy) / "trajectory.csv")
     try:
         return analysis.trajectory(toy)[0]
-    except (SupjaxError, OSError):
+    except (SupjaxError, OSError, ValueError, KeyError) as err:
+        warn(f"the toy run's snapshots could not be measured ({err}); lambda_hat along training is drawn alone")
         return None
 
 

@@ -127,7 +127,7 @@ def load_llc_run(path: str | Path) -> LlcRun:
         if not (path / name).is_file():
             raise RunDirError(path, f"has no {name}; pass a finished LLC run written by `supjax llc`")
     rundir.verify(path, "write them again with `supjax llc TOY_RUN --config DIR/llc.toml --out DIR --resume`")
-    spec = LlcSpec.from_toml(path / "llc.toml")
+    spec = LlcSpec.saved(path / "llc.toml")
     try:
         chains = pd.read_csv(path / "chains.csv").to_dict("records")
         with np.load(path / "traces.npz") as saved:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from supjax import selection
+from supjax import configfile, selection
 from supjax.engine import spec as declared
 from supjax.engine.spec import AXIS, DRIVING, STATIC, TRACED, each, every_log, positive, setting
 
@@ -58,6 +58,14 @@ class LlcSpec(selection.ReadsToyRun):
     checkpoint_every: int | None = setting(None, DRIVING, "draws between checkpoints (unset: a tenth of the run)")
     max_to_keep: int = setting(2, DRIVING, "checkpoints kept")
     progress: bool = setting(True, DRIVING, "show a progress bar")
+
+    @classmethod
+    def saved(cls, path) -> LlcSpec:
+        """The spec a run directory saved (``llc.toml``). A run written before the paired MALA diagnostic
+        has no ``mala`` key: it was lagged."""
+        values = configfile.read_toml(path)
+        values.setdefault("mala", "lagged")
+        return cls.from_dict(values)
 
     # ---- the grid -----------------------------------------------------------------
 

@@ -104,7 +104,7 @@ def _check_resume(out: Path, spec: LlcSpec, source) -> LlcSpec:
     """The spec to resume with; refuses one whose config or toy run differs from the saved ones (one line)."""
     if not (out / "llc.toml").is_file() or not (out / "toy_run.json").is_file():
         raise RunDirError(out, "holds no LLC run to resume; drop --resume to start one")
-    spec = resume_diff(LlcSpec.from_toml(out / "llc.toml"), spec, out, "llc.toml")
+    spec = resume_diff(LlcSpec.saved(out / "llc.toml"), spec, out, "llc.toml")
     saved = json.loads((out / "toy_run.json").read_text()).get("toy_run")
     if source is not None and saved is not None and saved != source:
         raise ConfigError("--resume", str(out), f"it estimated the toy run {saved}; pass that run")

@@ -87,13 +87,15 @@ def plot_llc_along_training(summary: pd.DataFrame, trajectory: pd.DataFrame | No
     fig = Figure(figsize=(3.6 * panels + 1.2, 3.4), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     colours = gamma_colours(along.weight_decay) if len(along) else gamma_colours([0.0])
+    drawn = set()
     for (model, *_), rows in along.groupby(["model", *SETTING]):  # a model at one SGLD setting
         rows = rows.sort_values("step")
         gamma = rows.weight_decay.iloc[0]
         label = f"model {model} (m = {rows.m.iloc[0]}, gamma = {gamma:.2g})"
         axes[0].errorbar(rows.step, rows.llc_mean, yerr=rows.llc_std, marker="o", ms=3, color=colours.to_rgba(gamma),
                          label=label)  # fmt: skip
-        if trajectory is not None:
+        if trajectory is not None and model not in drawn:  # once per model, whatever its SGLD settings
+            drawn.add(model)
             curve = trajectory[trajectory["index"] == model].sort_values("step")
             axes[1].plot(curve.step, curve.final_loss, marker=".", color=colours.to_rgba(gamma))
             axes[2].plot(curve.step, curve.mean_squared_overlap, marker=".", color=colours.to_rgba(gamma))

@@ -70,7 +70,8 @@ class Layout:
         states = sum(4.0 * 4 * (2 * D * g.program_shape.m + D + g.program_shape.m) * g.index.size for g in self.groups)
         toys = sum(4.0 * w.size for w in self.arrays.W)
         at_once = max(
-            program.block_size(static.sae_block, g.shape[1]) * (g.shape[0] if static.model_loop == "vmap" else 1)
+            program.block_size(static.sae_block, g.shape[1])
+            * (g.shape[0] // self.devices if static.model_loop == "vmap" else 1)
             for g in self.groups
         )
         return (states + toys) / self.devices + 4.0 * 8 * at_once * B * D + 4.0 * B * self.toys.n * 4
