@@ -94,10 +94,8 @@ class Layout:
         """What the engine's driver trains: every SAE in one program, T split over the devices."""
         devices = self.devices
         hypers = sharding.put(tuple(g.hyper for g in self.groups), devices, sharded=True)
-        toys = program.Toys(
-            sharding.put(self.arrays.streams, devices, sharded=False),
-            *(sharding.put(a, devices, sharded=True) for a in self.arrays[1:]),
-        )
+        split = (spec is sharding.MODELS for spec in program.TOY_SPECS)  # as the program reads them
+        toys = program.Toys(*(sharding.put(a, devices, sharded) for a, sharded in zip(self.arrays, split, strict=True)))
         return Job(
             static=self.static,
             groups=self.groups,
@@ -150,7 +148,6 @@ def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1) -> Layout:
         scales = tuple(np.ones(len(rows), np.float32) for rows in by_width)
     rows_and_scales = zip(by_width, scales, strict=True)
     scale = {r["index"]: float(c) for rows, cs in rows_and_scales for r, c in zip(rows, cs, strict=True)}
-    padded = [models + models[-1:] * (-len(models) % devices) for models in by_width]
     arrays = program.Toys(streams, *(tuple(_pad(a, devices) for a in arrays) for arrays in (W, reads, scales)))
 
     rows, groups = [], []
@@ -162,8 +159,8 @@ def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1) -> Layout:
             for lr in spec.lrs
             for seed in spec.seeds
         ]
-        for w, (models, slots) in enumerate(zip(by_width, padded, strict=True)):
-            shape = (len(slots), len(grid))
+        for w, models in enumerate(by_width):
+            shape = (len(arrays.W[w]), len(grid))  # T padded for the devices, as the toy models' arrays are
             real = len(models) * len(grid)
             index = np.full(shape[0] * shape[1], PADDING)
             index[:real] = np.arange(len(rows), len(rows) + real)
