@@ -123,16 +123,20 @@ class ReaderInterrupted(Interrupted):
     """A run of a wing that reads a toy run (``supjax sae``, ``supjax llc``), stopped by a signal after
     checkpointing: one line, and the command that continues it."""
 
-    def __init__(self, wing: str, signum: int, step: int, steps: int, out, toy, unit: str = "step"):
+    def __init__(
+        self, wing: str, signum: int, step: int, steps: int, out, toy, unit: str = "step", batch: int = 0,
+        batches: int = 1,
+    ):  # fmt: skip
         Exception.__init__(self)
         self.signum, self.step, self.steps, self.out = signum, step, steps, out
-        self.batch, self.batches, self.exit_code = 0, 1, 128 + signum
+        self.batch, self.batches, self.exit_code = batch, batches, 128 + signum
         if out is None:
             then = "no run directory was given, so nothing was saved"
         else:
             config = Path(out) / f"{wing}.toml"
             then = f"continue with: supjax {wing} {toy or 'RUN'} --config {config} --out {out} --resume"
-        self.message = f"interrupted at {unit} {step} of {steps}; {then}"
+        where = f" (batch {batch + 1} of {batches})" if batches > 1 else ""
+        self.message = f"interrupted at {unit} {step} of {steps}{where}; {then}"
 
     def __str__(self) -> str:
         return self.message

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from supjax import lock
 from supjax.config import SweepSpec
+from supjax.engine import rundir
 from supjax.errors import RunDirError
 
 
@@ -91,7 +92,18 @@ def _toy_run(path: Path) -> dict:
 
 
 def _sae_run(path: Path) -> dict:
-    return _one_batch_run(path, "sae", "sae.toml", "steps", "saes.csv", "sae_summary.csv")
+    wing = _one_batch_run(path, "sae", "sae.toml", "steps", "saes.csv", "sae_summary.csv")
+    if not (path / "batches.json").is_file():  # one batch (and every run written before batches)
+        return wing
+    try:
+        batches = [set(b) for b in json.loads((path / "batches.json").read_text())]
+        with open(path / "saes.csv", newline="") as f:
+            models = [int(row["model"]) for row in csv.DictReader(f)]
+    except (ValueError, OSError, KeyError, TypeError) as err:
+        raise RunDirError(path, f"has a damaged batches.json or saes.csv ({err}); start a new run") from None
+    wing["batches"] = [sum(m in b for m in models) for b in batches]  # the SAEs of each batch
+    wing["checkpoints"] = [rundir.batch_directory(path, "checkpoints", k, len(batches)) for k in range(len(batches))]
+    return wing
 
 
 def _llc_run(path: Path) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.optimize
 
@@ -272,21 +273,92 @@ def test_a_config_that_does_not_fit_the_run_is_refused_before_compiling(frame_ru
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
 
 
-def test_a_grid_that_does_not_fit_the_device_is_refused_before_compiling(frame_run, compile_log, monkeypatch):
+def _three_widths_run():
+    """Five toy models on n = 32: two of width 32 (orthonormal, and packed into 12 dimensions), two of
+    width 12 and one of width 6 (random unit rows), in that index order."""
+    rng = np.random.default_rng(2)
+    narrow = [rows / np.linalg.norm(rows, axis=1, keepdims=True) for rows in rng.normal(size=(2, 32, 12))]
+    six = rng.normal(size=(32, 6))
+    return sae.weights_run([*_packed_frames()[:2], *narrow, six / np.linalg.norm(six, axis=1, keepdims=True)],
+                           "constant:0.0625")  # fmt: skip
+
+
+# ReLU SAEs: no top-k choice for rounding to flip, so SAEs in other programs stay twins in digits
+BATCHED = {**GRID, "architectures": ("relu",), "lrs": (1e-2,), "dictionary_ratios": (1.0,), "seeds": (0, 1),
+           "steps": 100, "chunk_steps": 50, "checkpoint_every": 50}  # fmt: skip
+
+
+def test_a_toy_model_whose_saes_do_not_fit_the_device_is_refused_before_compiling(frame_run, compile_log, monkeypatch):
     spec = sae.SaeSpec(**{**GRID, "dictionary_ratios": (4.0,)})
-    plan = layout.plan(layout.resolve_for_backend(spec), sae.ToyModels.from_run(frame_run, [0]))
-    need = plan.device_bytes
+    need = layout.device_bytes(layout.resolve_for_backend(spec), sae.ToyModels.from_run(frame_run, [0]))
     # states of 24 SAEs (two [D, m] matrices, Adam's moments, gradients) and a block's [B, D] temporaries
     assert 24 * 16 * (2 * 64 * 16) < need < 4 * (24 * 16 * (2 * 64 * 16 + 80) + 8 * 8 * 256 * 64 + 4 * 256 * 16)
     monkeypatch.setattr(layout, "free_memory", lambda: 1.5 * need)
     with compile_log, pytest.raises(ConfigError) as raised:
         sae.run_sae(frame_run, spec)
     assert compile_log.count() == 0
-    assert "24 SAEs of up to 64 latents need about 5 MiB of the 4 MiB free" in str(raised.value) and "\n" not in str(
-        raised.value
-    )
-    monkeypatch.setattr(layout, "free_memory", lambda: 2.5 * need)
-    plan.check_fits()  # fits in half of it
+    message = str(raised.value)
+    assert "the 24 SAEs of one toy model need about 5 MiB of the 4 MiB free" in message and "\n" not in message
+
+
+def test_batches_hold_as_many_toy_models_as_fit_half_the_free_memory():
+    """Toy models go into batches two (or three) of a width at a time, as many as fit; a pair is split
+    only when it does not fit (a lone toy model's SAEs agree with one batch to rounding only)."""
+    spec = layout.resolve_for_backend(sae.SaeSpec(**BATCHED))
+    toys = sae.ToyModels.from_run(_three_widths_run(), [0, 1, 2, 3, 4])
+    wide, bytes_of = toys.subset([0, 1]), lambda i: layout.device_bytes(spec, toys.subset(i))
+    assert bytes_of([2, 3, 4]) < bytes_of([0, 1]) < bytes_of([0, 1, 2])
+    assert layout.split_batches(spec, toys, budget=bytes_of([0, 1])) == [[0, 1], [2, 3, 4]]
+    assert layout.split_batches(spec, toys, budget=bytes_of([0])) == [[0], [1], [2, 3, 4]]
+    assert layout.split_batches(spec, toys, budget=layout.device_bytes(spec, toys)) == [[0, 1, 2, 3, 4]]
+    per_model = spec.saes_per_model
+    at_most = {k: spec.replace(max_saes_per_batch=k * per_model) for k in (1, 2, 3)}
+    assert layout.split_batches(at_most[3], toys, budget=1e12) == [[0, 1], [2, 3, 4]]
+    assert layout.split_batches(at_most[2], toys, budget=1e12) == [[0, 1], [2, 3], [4]]
+    assert layout.split_batches(at_most[1], toys, budget=1e12) == [[0], [1], [2], [3], [4]]
+    assert layout.device_bytes(spec, wide, devices=2) < layout.device_bytes(spec, wide)
+    with pytest.raises(ConfigError, match="max_saes_per_batch"):
+        spec.replace(max_saes_per_batch=per_model - 1).validate()
+
+
+def test_a_grid_trained_in_batches_equals_it_trained_at_once(tmp_path):
+    """Width 32's two toy models in a first batch, width 12's two and width 6's one in a second: every
+    SAE's curves, final parameters and evaluation are bitwise those of one batch; the run directory
+    reads back, ``supjax status`` counts each batch's SAEs, and a run stopped inside the second batch
+    resumes to the same numbers bitwise."""
+    from supjax import status
+
+    run = _three_widths_run()
+    spec = sae.SaeSpec(**BATCHED)
+    whole = sae.run_sae(run, spec)
+    out = tmp_path / "batched"
+    split = sae.run_sae(run, spec.replace(max_saes_per_batch=3 * spec.saes_per_model), out=out)
+    assert split.toy_batches == [[0, 1], [2, 3, 4]] and whole.toy_batches == [[0, 1, 2, 3, 4]]
+    assert split.saes == whole.saes and len(split.index) == 3  # width 32 in batch 1; widths 12 and 6 in batch 2
+    np.testing.assert_array_equal(split.losses, whole.losses)
+    np.testing.assert_array_equal(split.l0, whole.l0)
+    for row in whole.saes:
+        for name, value in whole.params(row["sae"]).items():
+            np.testing.assert_array_equal(split.params(row["sae"])[name], value, err_msg=f"SAE {row['sae']}: {name}")
+    summary, _ = sae.load_tables(out)
+    numbers = whole.evaluate(write=False)[0].select_dtypes("number")  # the CSV reads the empty regime as NaN
+    pd.testing.assert_frame_equal(summary[numbers.columns], numbers, check_dtype=False)
+    state = status.run_status(out)
+    assert [b["models"] for b in state["batches"]] == [2 * spec.saes_per_model, 3 * spec.saes_per_model]
+    assert state["finished"] and [b["checkpointed"] for b in state["batches"]] == [100, 100]
+
+    shutil.rmtree(out / "checkpoints" / "batch-001" / "100")  # as if killed in the second batch
+    for name in ("losses.npy", "l0.npy", "sae_summary.csv", "sae_features.npz", "checksums.json"):
+        (out / name).unlink()
+    assert status.run_status(out)["batches"][1]["checkpointed"] == 50
+    resumed = sae.run_sae(run, spec, out=out, resume=True)  # the saved batches, not this spec's one
+    assert resumed.toy_batches == [[0, 1], [2, 3, 4]]
+    np.testing.assert_array_equal(resumed.losses, split.losses)
+    loaded = sae.load_sae_run(out)
+    for index in (0, 5, 9):  # batch 1; batch 2 at widths 12 and 6
+        for name, value in split.params(index).items():
+            np.testing.assert_array_equal(loaded.params(index)[name], value, err_msg=name)
+    pd.testing.assert_frame_equal(sae.load_tables(out)[0], summary)
 
 
 @pytest.fixture(scope="module")

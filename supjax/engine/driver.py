@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from supjax import checkpoint, sharding
-from supjax.engine import layout, program
+from supjax.engine import layout, program, rundir
 from supjax.engine.rundir import write_atomic
 from supjax.errors import ConfigError, Interrupted
 
@@ -98,15 +98,21 @@ def train(job: Job, start, hooks=()) -> tuple[dict[str, np.ndarray], tuple]:
 
 
 def train_one_batch(
-    job: Job, out, stop: StopOnSignal, report: Report, ids: list[int], max_to_keep, interrupted, keep=None
-):
-    """:func:`train` for a wing trained in one batch (the SAEs, the LLC chains): the snapshots
-    (``keep(state)`` of every group, in ``out/snapshots``, at the job's snapshot steps), the
-    checkpoints in ``out/checkpoints`` (neither without ``out``), then the report (``ids``: the model
-    of every job row) and the stop check (``interrupted(signum, step)``: the exception to raise)."""
-    start = Checkpoints(Path(out) / "checkpoints", job, stop, max_to_keep) if out is not None else Memory(job)
+    job: Job, out, stop: StopOnSignal, report: Report, ids: list[int], max_to_keep, interrupted, keep=None,
+    batch: int = 0, batches: int = 1,
+):  # fmt: skip
+    """:func:`train` for one batch of a wing trained in whole batches (the SAEs, the LLC chains): the
+    snapshots (``keep(state)`` of every group at the job's snapshot steps), the checkpoints (in the
+    batch's folders of ``out``, :func:`supjax.engine.rundir.batch_directory`; neither without ``out``),
+    then the report (``ids``: the model of every job row) and the stop check
+    (``interrupted(signum, step)``: the exception to raise)."""
+    if out is not None:
+        start = Checkpoints(rundir.batch_directory(out, "checkpoints", batch, batches), job, stop, max_to_keep)
+    else:
+        start = Memory(job)
     report.start_batch(ids, start)
-    kept = snapshots(Path(out) / "snapshots" if out is not None and keep else None, job, keep)
+    kept = snapshots(rundir.batch_directory(out, "snapshots", batch, batches) if out is not None and keep else None,
+                     job, keep)  # fmt: skip
     return train(job, start, [*kept, start, report, stop.check(job.static.steps, interrupted)])
 
 

@@ -54,6 +54,14 @@ def claim(
     return out
 
 
+def batch_directory(out: str | Path, kind: str, batch: int = 0, batches: int = 1) -> Path:
+    """Where batch ``batch`` of ``batches`` keeps its ``kind`` (``checkpoints``, ``snapshots``): the
+    run's own folder when the run trains in one batch, else ``kind/batch-KKK``. Absolute, as orbax
+    reads paths."""
+    folder = Path(out).resolve() / kind
+    return folder / f"batch-{batch:03d}" if batches > 1 else folder
+
+
 def save_atomic(path: Path, write, mode: str = "wb") -> None:
     """``write(file)`` into ``path`` through a temporary file, so a reader never sees half of it."""
     tmp = path.with_name(path.name + ".tmp")

@@ -66,59 +66,67 @@ TOY_GEOMETRY = (
 
 
 def evaluate(run: SaeRun) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """``(summary, features)`` of every SAE of ``run`` (see the module docstring)."""
-    plan = layout.plan(run.spec, run.toys)
-    states = tuple(program.State(s["params"], None, s["buffers"]) for s in run.states)
-    hypers = tuple(g.hyper for g in plan.groups)
-    x = program.sample_batch(program.eval_static(plan.static), plan.arrays.streams, program.EVAL_STEP)
-    measured, frequency = program.sae_evaluate(plan.static, states, hypers, plan.arrays, x)
-    measured, frequency = jax.tree.map(np.asarray, (measured, frequency))
-    return tables(plan, run, measured, frequency)
+    """``(summary, features)`` of every SAE of ``run`` (see the module docstring), batch by batch as
+    the run trained."""
+    saved = {int(np.asarray(i).flat[0]): s for i, s in zip(run.index, run.states, strict=True)}
+    parts = []
+    for models in run.toy_batches:
+        plan = layout.plan(run.spec, run.toys.subset(models), table=run.saes)
+        ours = [saved[int(g.index.flat[0])] for g in plan.groups]  # a group is known by its first SAE
+        states = tuple(program.State(s["params"], None, s["buffers"]) for s in ours)
+        hypers = tuple(g.hyper for g in plan.groups)
+        x = program.sample_batch(program.eval_static(plan.static), plan.arrays.streams, program.EVAL_STEP)
+        measured, frequency = program.sae_evaluate(plan.static, states, hypers, plan.arrays, x)
+        parts.append((plan, *jax.tree.map(np.asarray, (measured, frequency))))
+    return tables(run, parts)
 
 
-def tables(plan: layout.Layout, run: SaeRun, measured: tuple, frequency: tuple):
-    """The summary table and per-feature arrays from the jitted pass's measures."""
-    toys = plan.toys
+def tables(run: SaeRun, parts: list[tuple]):
+    """The summary table and per-feature arrays from the jitted pass's measures: ``parts`` holds
+    ``(plan, measured, frequency)`` of every batch."""
+    toys = run.toys
     geometry = toy_geometry(toys)
     observed = {}
-    for w, m in enumerate(plan.static.widths):
-        for row, f in zip([r for r in toys.rows if r["m"] == m], frequency[w], strict=True):
-            observed[row["index"]] = f
+    for plan, _, frequency in parts:
+        for w, m in enumerate(plan.static.widths):
+            for row, f in zip([r for r in plan.toys.rows if r["m"] == m], frequency[w], strict=True):
+                observed[row["index"]] = f
     norms = {i: np.linalg.norm(W, axis=1) for i, W in toys.W.items()}
     chance = {}  # (model, d) -> the measures of random decoder directions
-    n, count = toys.n, len(plan.rows)
+    n, count = toys.n, len(run.saes)
     best, matched, best_latent = np.zeros((count, n)), np.full((count, n), np.nan), np.zeros((count, n), np.int32)
     records = []
-    for group, values in zip(plan.groups, measured, strict=True):
-        for (t, s), sae in np.ndenumerate(group.index):
-            row = plan.rows[sae]
-            model, d = row["model"], row["dictionary_size"]
-            one = {k: v[t, s] for k, v in values.items()}
-            represented = norms[model] > REPRESENTED
-            found = _match(one["cosine"][:, :d], one["alive"][:d], represented)
-            if (model, d) not in chance:
-                chance[model, d] = _chance(toys.W[model], d, seed=model)
-            best[sae], matched[sae], best_latent[sae] = found.pop("best"), found.pop("matched"), found.pop("latent")
-            records.append(
-                {
-                    **row,
-                    **{name: row["sparsity"] if name == ARCHITECTURES[row["architecture"]].sparsity_name else np.nan
-                       for name in SPARSITY_NAMES},
-                    "true_l0": float(observed[model].sum()),
-                    "true_l0_represented": float(observed[model][represented].sum()),
-                    "sae_l0": float(one["l0"]),
-                    "dead_latents": int(d - one["alive"][:d].sum()),
-                    "dead_fraction": float(1 - one["alive"][:d].mean()),
-                    "fvu": float(one["squared_error"] / one["variance"]),
-                    "mse": float(one["squared_error"] / plan.static.eval_batch_size),
-                    "l2_ratio": float(one["l2_ratio"]),
-                    "norm_ratio": float(one["norm_ratio"]),
-                    **found,
-                    **chance[model, d],
-                    "final_mse": float(run.losses[sae, -1]),
-                    "final_l0": float(run.l0[sae, -1]),
-                }
-            )  # fmt: skip
+    for plan, measured, _ in parts:
+        for group, values in zip(plan.groups, measured, strict=True):
+            for (t, s), sae in np.ndenumerate(group.index):
+                row = run.saes[sae]
+                model, d = row["model"], row["dictionary_size"]
+                one = {k: v[t, s] for k, v in values.items()}
+                represented = norms[model] > REPRESENTED
+                found = _match(one["cosine"][:, :d], one["alive"][:d], represented)
+                if (model, d) not in chance:
+                    chance[model, d] = _chance(toys.W[model], d, seed=model)
+                best[sae], matched[sae], best_latent[sae] = found.pop("best"), found.pop("matched"), found.pop("latent")
+                records.append(
+                    {
+                        **row,
+                        **{name: row["sparsity"] if name == ARCHITECTURES[row["architecture"]].sparsity_name else np.nan
+                           for name in SPARSITY_NAMES},
+                        "true_l0": float(observed[model].sum()),
+                        "true_l0_represented": float(observed[model][represented].sum()),
+                        "sae_l0": float(one["l0"]),
+                        "dead_latents": int(d - one["alive"][:d].sum()),
+                        "dead_fraction": float(1 - one["alive"][:d].mean()),
+                        "fvu": float(one["squared_error"] / one["variance"]),
+                        "mse": float(one["squared_error"] / plan.static.eval_batch_size),
+                        "l2_ratio": float(one["l2_ratio"]),
+                        "norm_ratio": float(one["norm_ratio"]),
+                        **found,
+                        **chance[model, d],
+                        "final_mse": float(run.losses[sae, -1]),
+                        "final_l0": float(run.l0[sae, -1]),
+                    }
+                )  # fmt: skip
     summary = pd.DataFrame(records).sort_values("sae", ignore_index=True)
     toy_table = pd.DataFrame(toys.rows).rename(columns={"index": "model", "seed": "model_seed"})
     toy_table = toy_table.rename(columns={"final_loss": "model_final_loss"}).merge(geometry, on="model")

@@ -1,14 +1,18 @@
-"""Where the SAEs of a sweep go: the SAE table, the [T, S] groups, the data streams, the input scales.
+"""Where the SAEs of a sweep go: the SAE table, the batches, the [T, S] groups, the data streams.
 
 SAEs are numbered architecture by architecture, then width, toy model, sparsity, dictionary ratio,
-learning rate, seed; a group (one architecture at one width) is a contiguous block of that table,
-laid out [T, S]: T toy models of the width by the S SAEs each gets. Random draws depend on values,
-never on positions: an SAE's initial weights on (seed, toy model index) and each step's data on
-(data_seed, step) only, so an SAE draws the same numbers alone and inside any grid.
+learning rate, seed (:func:`sae_table`, which also measures each toy model's input scale). A sweep
+trains in batches of whole toy models, as many as fit half the device's free memory
+(:func:`split_batches`; one batch when everything fits). Within a batch a group (one architecture at
+one width) is laid out [T, S]: T toy models of the width by the S SAEs each gets. Random draws
+depend on values, never on positions: an SAE's initial weights on (seed, toy model index) and each
+step's data on (data_seed, step) only, so an SAE draws the same numbers alone, inside any grid and
+in any batch.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import jax
@@ -63,32 +67,8 @@ class Layout:
 
     @property
     def device_bytes(self) -> float:
-        """Bytes one device needs, about: every SAE's parameters, Adam moments and gradients, each
-        group's toy models, and the [B, D] temporaries of the SAEs stepped at once (a block of
-        ``sae_block``, or every SAE of a toy model's width with ``model_loop = "vmap"``)."""
-        D, B, static = self.static.dictionary, self.spec.batch_size, self.static
-        states = sum(4.0 * 4 * (2 * D * g.program_shape.m + D + g.program_shape.m) * g.index.size for g in self.groups)
-        toys = sum(4.0 * w.size for w in self.arrays.W)
-        at_once = max(
-            program.block_size(static.sae_block, g.shape[1])
-            * (g.shape[0] // self.devices if static.model_loop == "vmap" else 1)
-            for g in self.groups
-        )
-        return (states + toys) / self.devices + 4.0 * 8 * at_once * B * D + 4.0 * B * self.toys.n * 4
-
-    def check_fits(self, budget: float | None = None) -> None:
-        """Refuse, in one line and before anything compiles, a grid whose SAEs do not fit in half
-        the device's free memory (``budget`` bytes if given)."""
-        budget = 0.5 * free_memory() if budget is None else budget
-        need = self.device_bytes
-        if need > budget:
-            raise ConfigError(
-                "batch_size",
-                self.spec.batch_size,
-                f"{len(self.rows)} SAEs of up to {self.static.dictionary} latents need about {_size(need)} of the "
-                f"{_size(budget)} free; lower batch_size or sae_block, or train fewer SAEs at once "
-                "(select fewer toy models, or split the grid into runs)",
-            )
+        """Bytes one device needs to train this layout, about (:func:`device_bytes`)."""
+        return device_bytes(self.spec, self.toys, self.devices)
 
     def job(self) -> Job:
         """What the engine's driver trains: every SAE in one program, T split over the devices."""
@@ -119,18 +99,161 @@ def resolve_for_backend(spec: SaeSpec, backend: str | None = None) -> SaeSpec:
     return spec.replace(sae_block=spec.sae_block or (CPU_SAE_BLOCK if backend == "cpu" else spec.saes_per_model))
 
 
-def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1) -> Layout:
-    """Lay the SAEs of ``spec`` on ``toys`` out as groups over shared data streams; computes each
-    toy model's input scale (one jitted pass) when ``normalise_inputs``. With several ``devices``
-    each width's T toy models are padded to a multiple of them with copies of the last."""
-    n = toys.n
-    sizes = {r: spec.dictionary_size(r, n) for r in spec.dictionary_ratios}
-    dictionary = max(sizes.values())
-    counts = any(architectures.ARCHITECTURES[a].counts_latents for a in spec.architectures)
-    k_max = architectures.k_bound(spec.ks, dictionary) if counts else 1
+def sae_table(spec: SaeSpec, toys: ToyModels) -> list[dict]:
+    """The SAE table (:data:`~supjax.sae.results.SAE_COLUMNS`): one row per SAE, numbered architecture
+    by architecture, then width, toy model and the grid; with ``normalise_inputs`` each toy model's
+    input scale comes from one jitted pass over every toy model (so any batch reads the same scales)."""
     widths = tuple(dict.fromkeys(r["m"] for r in toys.rows))
-    static = _static(spec, toys, dictionary, k_max, widths, devices=devices)
+    if spec.normalise_inputs:
+        static = _static(spec, toys, *_dictionary_and_k(spec, toys.n), widths)
+        streams, W, reads = _toy_arrays(spec, toys, widths)
+        x = program.sample_batch(program.eval_static(static), streams, program.SCALE_STEP)
+        scales = program.input_scales(x, W, reads)
+        by_width = [[r for r in toys.rows if r["m"] == m] for m in widths]
+        pairs = (zip(rows, cs, strict=True) for rows, cs in zip(by_width, scales, strict=True))
+        scale = {r["index"]: float(c) for pair in pairs for r, c in pair}
+    else:
+        scale = {r["index"]: 1.0 for r in toys.rows}
+    rows = []
+    for architecture in spec.architectures:
+        for m in widths:
+            for model in (r for r in toys.rows if r["m"] == m):
+                for value, ratio, lr, seed in _grid(spec, architecture):
+                    rows.append(
+                        {
+                            "sae": len(rows),
+                            "architecture": architecture,
+                            "model": model["index"],
+                            "sparsity": value,
+                            "dictionary_ratio": ratio,
+                            "dictionary_size": spec.dictionary_size(ratio, toys.n),
+                            "lr": lr,
+                            "seed": seed,
+                            "input_scale": scale[model["index"]],
+                        }
+                    )
+    return rows
 
+
+def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1, table: list[dict] | None = None) -> Layout:
+    """Lay the SAEs of ``spec`` on ``toys`` out as groups over shared data streams. ``table``: the
+    sweep's SAE table (:func:`sae_table`), of which the rows on ``toys`` are laid out (a batch keeps
+    the sweep's SAE numbers; by default the table of ``toys``). With several ``devices`` each
+    width's T toy models are padded to a multiple of them with copies of the last."""
+    dictionary, k_max = _dictionary_and_k(spec, toys.n)
+    widths = tuple(dict.fromkeys(r["m"] for r in toys.rows))
+    ours = {r["index"] for r in toys.rows}
+    rows = [r for r in (sae_table(spec, toys) if table is None else table) if r["model"] in ours]
+    streams, W, reads = _toy_arrays(spec, toys, widths)
+    scale = {r["model"]: r["input_scale"] for r in rows}
+    by_width = [[r for r in toys.rows if r["m"] == m] for m in widths]
+    scales = tuple(np.array([scale[r["index"]] for r in models], np.float32) for models in by_width)
+    arrays = program.Toys(streams, *(tuple(_pad(a, devices) for a in arrays) for arrays in (W, reads, scales)))
+
+    groups, local = [], 0
+    for architecture in spec.architectures:
+        for w, models in enumerate(by_width):
+            of_width = {t["index"] for t in models}
+            block = [r for r in rows if r["architecture"] == architecture and r["model"] in of_width]
+            shape = (len(arrays.W[w]), len(block) // len(models))  # T padded for the devices, as the toys' arrays are
+            index, position = np.full(shape[0] * shape[1], PADDING), np.full(shape[0] * shape[1], PADDING)
+            index[: len(block)] = [r["sae"] for r in block]
+            position[: len(block)] = np.arange(local, local + len(block))
+            local += len(block)
+            block = block + block[-shape[1] :] * (shape[0] - len(models))  # padding: the last toy model's SAEs
+            d = np.array([r["dictionary_size"] for r in block]).reshape(shape)
+            hyper = SaeHyper(
+                sparsity=np.array([r["sparsity"] for r in block], np.float32).reshape(shape),
+                lr=np.array([r["lr"] for r in block], np.float32).reshape(shape),
+                mask=(np.arange(dictionary) < d[..., None]).astype(np.float32),
+            )
+            static = _static(spec, toys, dictionary, k_max, widths, devices=devices)
+            sae_def = program.definition(static, architecture)
+            drawn = [sae_def.init((r["seed"], r["model"]), models[0]["m"], dictionary) for r in block]
+            params = {k: np.stack([f[k] for f in drawn]).reshape(*shape, *drawn[0][k].shape) for k in drawn[0]}
+            group_shape = program.GroupShape(architecture, models[0]["m"], shape, w)
+            groups.append(Group(index, position, shape, program_shape=group_shape, params=params, hyper=hyper))
+    static = _static(spec, toys, dictionary, k_max, widths, tuple(g.program_shape for g in groups), devices)
+    return Layout(spec, toys, rows, static, tuple(groups), arrays, devices)
+
+
+def device_bytes(spec: SaeSpec, toys: ToyModels, devices: int = 1) -> float:
+    """Bytes one device needs to train the SAEs of ``spec`` on ``toys``, about: every SAE's
+    parameters, Adam moments and gradients, the toy models, and the [B, D] temporaries of the SAEs
+    stepped at once (a block of ``sae_block``, or every SAE of a toy model's width with
+    ``model_loop = "vmap"``)."""
+    D, B = _dictionary_and_k(spec, toys.n)[0], spec.batch_size
+    padded = {m: -(-t // devices) * devices for m, t in Counter(r["m"] for r in toys.rows).items()}
+    states = sum(4.0 * 4 * (2 * D * m + D + m) * t * spec.saes_per_model for m, t in padded.items())
+    weights = sum(4.0 * toys.n * m * t for m, t in padded.items())
+    sae_block = resolve_for_backend(spec).sae_block
+    block = max(program.block_size(sae_block, len(_grid(spec, a))) for a in spec.architectures)
+    at_once = block * (max(padded.values()) // devices if spec.model_loop == "vmap" else 1)
+    return (states + weights) / devices + 4.0 * 8 * at_once * B * D + 4.0 * B * toys.n * 4
+
+
+def split_batches(spec: SaeSpec, toys: ToyModels, devices: int = 1, budget: float | None = None) -> list[list[int]]:
+    """The toy models (indices) trained together, batch by batch: as many as fit half the device's
+    free memory (``budget`` bytes if given) and ``max_saes_per_batch``.
+
+    A batch takes the toy models of a width two or three at a time (the last three of an odd count),
+    so that no width that has several is left with one in a batch: a group of T >= 2 toy models is
+    the same loop whatever T, and its SAEs train bitwise as in one batch, where a lone toy model's
+    loop is compiled away and its SAEs agree to rounding only. Only a pair that does not fit is split.
+    Refuses in one line, before anything compiles, a toy model whose SAEs alone do not fit."""
+    budget = 0.5 * free_memory() if budget is None else budget
+    limit = spec.max_saes_per_batch or float("inf")
+
+    def fits(indices: list[int]) -> bool:
+        small = len(indices) * spec.saes_per_model <= limit
+        return small and device_bytes(spec, toys.subset(indices), devices) <= budget
+
+    units = []
+    for m in dict.fromkeys(r["m"] for r in toys.rows):
+        of_width = [r["index"] for r in toys.rows if r["m"] == m]
+        pairs = [of_width[k : k + 2] for k in range(0, len(of_width), 2)]
+        if len(pairs) > 1 and len(pairs[-1]) == 1:
+            pairs[-2:] = [pairs[-2] + pairs[-1]]
+        for unit in pairs:
+            units += [unit] if fits(unit) else [[i] for i in unit]
+    for (index,) in (u for u in units if len(u) == 1 and not fits(u)):
+        need = device_bytes(spec, toys.subset([index]), devices)
+        raise ConfigError(
+            "batch_size",
+            spec.batch_size,
+            f"the {spec.saes_per_model} SAEs of one toy model need about {_size(need)} of the {_size(budget)} "
+            "free; lower batch_size or sae_block, or train fewer SAEs per toy model",
+        )
+    batches, current = [], []
+    for unit in sorted(units, key=lambda u: [r["index"] for r in toys.rows].index(u[0])):
+        if current and not fits(current + unit):
+            batches.append(sorted(current))
+            current = []
+        current += unit
+    return [*batches, sorted(current)]
+
+
+def _grid(spec: SaeSpec, architecture: str) -> list[tuple]:
+    """The (sparsity, dictionary ratio, lr, seed) of each SAE an architecture trains on a toy model."""
+    return [
+        (value, ratio, lr, seed)
+        for value in spec.sparsities(architecture)
+        for ratio in spec.dictionary_ratios
+        for lr in spec.lrs
+        for seed in spec.seeds
+    ]
+
+
+def _dictionary_and_k(spec: SaeSpec, n: int) -> tuple[int, int]:
+    """The largest dictionary (the program's latent axis) and the largest k (1 if nothing counts latents)."""
+    dictionary = max(spec.dictionary_size(r, n) for r in spec.dictionary_ratios)
+    counts = any(architectures.ARCHITECTURES[a].counts_latents for a in spec.architectures)
+    return dictionary, architectures.k_bound(spec.ks, dictionary) if counts else 1
+
+
+def _toy_arrays(spec: SaeSpec, toys: ToyModels, widths: tuple) -> tuple:
+    """The data streams (one per distinct (distribution, activation density)) and, per width, the
+    toy models' ``W: [T, n, m]`` and the stream each reads: ``(streams, W, reads)``."""
     keys = [(r["distribution"], r["activation_density"]) for r in toys.rows]
     streams_of = list(dict.fromkeys(keys))
     first = {s: r["index"] for s, r in reversed(list(zip(keys, toys.rows, strict=True)))}
@@ -141,60 +264,7 @@ def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1) -> Layout:
     by_width = [[r for r in toys.rows if r["m"] == m] for m in widths]
     W = tuple(np.stack([toys.W[r["index"]] for r in rows]).astype(np.float32) for rows in by_width)
     reads = tuple(np.array([read[r["index"]] for r in rows], np.int32) for rows in by_width)
-    if spec.normalise_inputs:
-        x = program.sample_batch(program.eval_static(static), streams, program.SCALE_STEP)
-        scales = tuple(np.asarray(c) for c in program.input_scales(x, W, reads))
-    else:
-        scales = tuple(np.ones(len(rows), np.float32) for rows in by_width)
-    rows_and_scales = zip(by_width, scales, strict=True)
-    scale = {r["index"]: float(c) for rows, cs in rows_and_scales for r, c in zip(rows, cs, strict=True)}
-    arrays = program.Toys(streams, *(tuple(_pad(a, devices) for a in arrays) for arrays in (W, reads, scales)))
-
-    rows, groups = [], []
-    for architecture in spec.architectures:
-        grid = [
-            (value, ratio, lr, seed)
-            for value in spec.sparsities(architecture)
-            for ratio in spec.dictionary_ratios
-            for lr in spec.lrs
-            for seed in spec.seeds
-        ]
-        for w, models in enumerate(by_width):
-            shape = (len(arrays.W[w]), len(grid))  # T padded for the devices, as the toy models' arrays are
-            real = len(models) * len(grid)
-            index = np.full(shape[0] * shape[1], PADDING)
-            index[:real] = np.arange(len(rows), len(rows) + real)
-            first = len(rows)
-            for model in models:
-                for value, ratio, lr, seed in grid:
-                    rows.append(
-                        {
-                            "sae": len(rows),
-                            "architecture": architecture,
-                            "model": model["index"],
-                            "sparsity": value,
-                            "dictionary_ratio": ratio,
-                            "dictionary_size": sizes[ratio],
-                            "lr": lr,
-                            "seed": seed,
-                            "input_scale": scale[model["index"]],
-                        }
-                    )
-            block = rows[first:]
-            block += block[-len(grid) :] * (shape[0] - len(models))  # padding: the last toy model's SAEs
-            d = np.array([r["dictionary_size"] for r in block]).reshape(shape)
-            hyper = SaeHyper(
-                sparsity=np.array([r["sparsity"] for r in block], np.float32).reshape(shape),
-                lr=np.array([r["lr"] for r in block], np.float32).reshape(shape),
-                mask=(np.arange(dictionary) < d[..., None]).astype(np.float32),
-            )
-            sae_def = program.definition(static, architecture)
-            drawn = [sae_def.init((r["seed"], r["model"]), models[0]["m"], dictionary) for r in block]
-            params = {k: np.stack([f[k] for f in drawn]).reshape(*shape, *drawn[0][k].shape) for k in drawn[0]}
-            group_shape = program.GroupShape(architecture, models[0]["m"], shape, w)
-            groups.append(Group(index, index, shape, program_shape=group_shape, params=params, hyper=hyper))
-    static = _static(spec, toys, dictionary, k_max, widths, tuple(g.program_shape for g in groups), devices)
-    return Layout(spec, toys, rows, static, tuple(groups), arrays, devices)
+    return streams, W, reads
 
 
 def _size(count: float) -> str:

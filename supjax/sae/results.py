@@ -8,8 +8,11 @@ An SAE run directory holds
   W: [n, m] and feature frequencies p: [n]), so the directory stands alone;
 * ``saes.csv``: one row per SAE (architecture, toy model, sparsity, dictionary ratio and size, lr,
   seed, the toy model's input scale);
+* ``batches.json``: the toy models (indices) of every batch, trained one after the other (kept so
+  a resume trains the same batches; a run written before batches has none: one batch);
 * ``checkpoints/STEP``: orbax checkpoints of every SAE's state; the last one (STEP = steps)
-  holds the final parameters;
+  holds the final parameters (``checkpoints/batch-KKK/STEP``, one folder per batch, when the run
+  trains in several); ``snapshots/STEP`` (or ``snapshots/batch-KKK/STEP``) with ``snapshot_steps``;
 * ``losses.npy``, ``l0.npy``: ``[saes, steps // log_every]`` window means of ||h - h_hat||^2
   (in the scaled units the SAE trains on) and of the active latents per sample;
 * ``run.json``: the toy run it came from, device, wall time;
@@ -60,6 +63,12 @@ class SaeRun:
     index: tuple  # per group: [T, S] SAE indices
     info: dict = field(default_factory=dict)
     path: Path | None = None
+    batches: list[list[int]] | None = None  # the toy models of every batch trained (None: one batch of all)
+
+    @property
+    def toy_batches(self) -> list[list[int]]:
+        """The toy models (indices) of every batch, in the order they trained."""
+        return self.batches or [[r["index"] for r in self.toys.rows]]
 
     def params(self, sae: int) -> dict[str, np.ndarray]:
         """The parameters of SAE ``sae``, trimmed to its own d latents: ``W_enc: [m, d]``,
@@ -83,18 +92,18 @@ class SaeRun:
     @property
     def snapshot_steps(self) -> list[int]:
         """The steps whose parameters the run kept (``snapshot_steps``), oldest first."""
-        kept = Path(self.path or "") / "snapshots"
-        return sorted(int(p.name) for p in kept.iterdir() if p.name.isdigit()) if self.path and kept.is_dir() else []
+        if self.path is None:
+            return []
+        kept = rundir.batch_directory(self.path, "snapshots", 0, len(self.toy_batches))
+        return sorted(int(p.name) for p in kept.iterdir() if p.name.isdigit()) if kept.is_dir() else []
 
     def at_step(self, step: int) -> SaeRun:
         """The run as it stood at snapshot ``step``: the snapshot's parameters and the curves up to
         it, so that ``run.at_step(s).evaluate(write=False)`` is every SAE's recovery at step s."""
-        from supjax import checkpoint
-
         if step not in self.snapshot_steps:
             kept = ", ".join(map(str, self.snapshot_steps)) or "none; train with snapshot_steps"
             raise RunDirError(self.path or "the run", f"has no snapshot at step {step}; it keeps {kept}")
-        index, states = _saved_groups(checkpoint.restore((Path(self.path) / "snapshots").resolve(), step))
+        index, states = _restore_batches(self.path, "snapshots", step, len(self.toy_batches))
         windows = step // self.spec.log_every
         return dataclasses.replace(self, losses=self.losses[:, :windows], l0=self.l0[:, :windows], states=states,
                                    index=index, info={**self.info, "step": step}, path=None)  # fmt: skip
@@ -136,6 +145,22 @@ def write_saes(path: Path, rows: list[dict]) -> None:
     write_atomic(path / "saes.csv", pd.DataFrame(rows, columns=SAE_COLUMNS).to_csv(index=False))
 
 
+def read_batches(path: Path | None, toys: ToyModels) -> list[list[int]]:
+    """The toy models of every batch of the SAE run in ``path`` (one batch of every toy model for a
+    run written before batches, or without a run directory); each toy model in exactly one batch."""
+    everything = [[r["index"] for r in toys.rows]]
+    if path is None or not (Path(path) / "batches.json").is_file():
+        return everything
+    try:
+        batches = json.loads((Path(path) / "batches.json").read_text())
+        ok = sorted(i for b in batches for i in b) == sorted(everything[0]) and all(b for b in batches)
+    except (ValueError, OSError, TypeError) as err:
+        raise RunDirError(path, f"has a damaged batches.json ({err}); start a new run") from None
+    if not ok:
+        raise RunDirError(path, "its batches.json does not hold each of its toy models once; start a new run")
+    return [[int(i) for i in b] for b in batches]
+
+
 def read_saes(path: Path) -> list[dict]:
     frame = pd.read_csv(path / "saes.csv")
     return [
@@ -147,8 +172,6 @@ def read_saes(path: Path) -> list[dict]:
 
 def load_sae_run(path: str | Path) -> SaeRun:
     """Read a finished SAE run directory written by ``supjax sae`` or :func:`supjax.sae.run_sae`."""
-    from supjax import checkpoint
-
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(path, "does not exist; pass an SAE run directory written by `supjax sae`")
@@ -166,11 +189,26 @@ def load_sae_run(path: str | Path) -> SaeRun:
         raise RunDirError(path, f"has a damaged file ({err}); train it again with --resume") from None
     if losses.shape != (len(saes), spec.steps // spec.log_every):
         raise RunDirError(path, "its tables do not match its sae.toml; train it again with --resume")
-    directory = path.resolve() / "checkpoints"  # orbax reads absolute paths only
-    if not (directory / str(spec.steps)).is_dir():
-        raise RunDirError(path, "is not finished; continue it with `supjax sae RUN --config ... --out DIR --resume`")
-    index, states = _saved_groups(checkpoint.restore(directory, spec.steps))
-    return SaeRun(spec, toys, saes, losses, l0, states, index, info, path)
+    batches = read_batches(path, toys)
+    for k in range(len(batches)):
+        if not (rundir.batch_directory(path, "checkpoints", k, len(batches)) / str(spec.steps)).is_dir():
+            raise RunDirError(
+                path,
+                f"is not finished; continue it: supjax sae TOY_RUN --config {path}/sae.toml --out {path} --resume",
+            )
+    index, states = _restore_batches(path, "checkpoints", spec.steps, len(batches))
+    return SaeRun(spec, toys, saes, losses, l0, states, index, info, path, batches)
+
+
+def _restore_batches(path: Path, kind: str, step: int, batches: int) -> tuple[tuple, tuple]:
+    """The groups (index, states) of every batch's ``kind`` (checkpoints, snapshots) at ``step``, batch by batch."""
+    from supjax import checkpoint
+
+    index, states = (), ()
+    for k in range(batches):
+        i, s = _saved_groups(checkpoint.restore(rundir.batch_directory(path, kind, k, batches), step))
+        index, states = index + i, states + s
+    return index, states
 
 
 def _saved_groups(saved: dict) -> tuple[tuple, tuple]:

@@ -72,6 +72,9 @@ class SaeSpec(selection.ReadsToyRun):
         None, RESULT, "a toy model's SAEs vmapped this many at a time, the blocks in sequence (unset: 8 on a CPU, all)"
     )
     model_loop: str = setting("map", RESULT, "toy models of a width in sequence or batched", ("map", "vmap"))
+    max_saes_per_batch: int | None = setting(
+        None, DRIVING, "SAEs trained in one program at most, whole toy models each (unset: as many as fit)"
+    )
     chunk_steps: int | None = setting(None, DRIVING, "steps per compiled chunk (unset: sized to the work)")
     checkpoint_every: int | None = setting(None, DRIVING, "steps between checkpoints (unset: a tenth of the run)")
     max_to_keep: int = setting(2, DRIVING, "checkpoints kept")
@@ -140,4 +143,6 @@ SaeSpec.RULES = [
     (("lr_decay_fraction", "sparsity_warmup_fraction"), _fraction),
     (("threshold_rate",), lambda s, v: None if 0 < v <= 1 else "a moving-average rate lies in (0, 1]"),
     (("jumprelu_bandwidth", "jumprelu_threshold"), lambda s, v: None if v > 0 else "must be > 0"),
+    (("max_saes_per_batch",), lambda s, v: None if v is None or v >= s.saes_per_model else
+     f"a batch holds every SAE of a toy model ({s.saes_per_model}); raise it to at least that"),
 ]  # fmt: skip

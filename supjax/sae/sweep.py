@@ -1,20 +1,22 @@
 """The SAE wing's sweep: ``run_sae(toy_run, spec, out)`` reads top to bottom.
 
-1. the toy models (a run directory or a :class:`supjax.results.Run`; the spec's selection) and the
-   layout (:mod:`supjax.sae.layout`), all checks done before anything compiles;
+1. the toy models (a run directory or a :class:`supjax.results.Run`; the spec's selection), the SAE
+   table and the batches of toy models that fit the device (:mod:`supjax.sae.layout`), all checks
+   done before anything compiles;
 2. the run directory: a new one is written (its config with the backend's choices resolved, the toy
-   models, the SAE table), or, with ``resume``, the saved one must match in every field that
-   changes results (:func:`supjax.engine.spec.resume_diff`);
-3. the engine's driver (:func:`supjax.engine.driver.train`) from the newest readable checkpoint to
-   the last step, with its hooks: a checkpoint every ``checkpoint_every`` steps, at the end, and when
-   SIGTERM or SIGINT asks to stop (after the chunk in flight), and the report (progress bar and
-   ``RUN/progress.json``, which ``supjax status`` reads); a resumed run gives the same numbers;
+   models, the SAE table, the batches), or, with ``resume``, the saved one must match in every field
+   that changes results (:func:`supjax.engine.spec.resume_diff`) and its batches are kept;
+3. batch by batch, the engine's driver (:func:`supjax.engine.driver.train`) from the newest readable
+   checkpoint to the last step, with its hooks: a checkpoint every ``checkpoint_every`` steps, at the
+   end, and when SIGTERM or SIGINT asks to stop (after the chunk in flight), and the report (progress
+   bar and ``RUN/progress.json``, which ``supjax status`` reads); a resumed run gives the same numbers;
 4. the tables and the evaluation (:mod:`supjax.sae.evaluate`) written into ``out``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from pathlib import Path
@@ -27,19 +29,21 @@ from supjax.engine.spec import resume_diff
 from supjax.errors import ConfigError, ReaderInterrupted, RunDirError
 from supjax.results import Run, read_toy_run, write_atomic
 from supjax.sae import layout
-from supjax.sae.results import SaeRun, spec_toml, unpadded_groups, write_saes
+from supjax.sae.results import SaeRun, read_batches, spec_toml, unpadded_groups, write_saes
 from supjax.sae.spec import SaeSpec
 from supjax.sae.toys import ToyModels
 
 # What a start writes before sae.toml (toy_weights.npz through a temporary file, toy_weights.tmp.npz).
-SAE_STARTING = ("toy_config.toml", "toy_models.csv", "toy_weights.tmp.npz", "toy_weights.npz", "saes.csv")
+SAE_STARTING = (
+    "toy_config.toml", "toy_models.csv", "toy_weights.tmp.npz", "toy_weights.npz", "saes.csv", "batches.json"
+)  # fmt: skip
 
 
 class SaeInterrupted(ReaderInterrupted):
     """An SAE sweep stopped by a signal after checkpointing."""
 
-    def __init__(self, signum: int, step: int, steps: int, out, toy):
-        super().__init__("sae", signum, step, steps, out, toy)
+    def __init__(self, signum: int, step: int, steps: int, out, toy, batch: int = 0, batches: int = 1):
+        super().__init__("sae", signum, step, steps, out, toy, batch=batch, batches=batches)
 
 
 def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None, resume: bool = False) -> SaeRun:
@@ -62,33 +66,44 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
                 spec = _check_resume(Path(out), spec, toys)
             out = rundir.claim(stack, out, resume, "sae.toml", SAE_STARTING, what="an SAE run")
         spec = layout.resolve_for_backend(spec)  # after the resume diff: a saved sae_block is kept
-        plan = layout.plan(spec, toys, jax.device_count())
-        plan.check_fits()
+        devices = jax.device_count()
+        batches = read_batches(out, toys) if resume else layout.split_batches(spec, toys, devices)
+        table = layout.sae_table(spec, toys)
         if out is not None and not resume:
             toys.save(out)
-            write_saes(out, plan.rows)
+            write_saes(out, table)
+            write_atomic(out / "batches.json", json.dumps(batches) + "\n")
             write_atomic(out / "sae.toml", spec_toml(spec))  # last: a run to resume
         started = time.perf_counter()
-        report = stack.enter_context(
-            driver.Report(spec.steps, [len(plan.rows)], out, spec.progress, "SAE-step", "SAEs")
-        )
-
-        def interrupted(signum: int, step: int) -> SaeInterrupted:
-            return SaeInterrupted(signum, step, spec.steps, out, source)
-
-        ids = [r["sae"] for r in plan.rows]
-        job = plan.job()
-        logs, states = driver.train_one_batch(job, out, stop, report, ids, spec.max_to_keep, interrupted, kept)
-        losses, l0 = logs["losses"], logs["l0"]
+        per_batch = [sum(r["model"] in set(b) for r in table) for b in batches]
+        report = stack.enter_context(driver.Report(spec.steps, per_batch, out, spec.progress, "SAE-step", "SAEs"))
+        losses, l0 = (np.full((len(table), spec.steps // spec.log_every), np.nan, np.float32) for _ in range(2))
+        index, states = [], []
+        for k, models in enumerate(batches):
+            plan = layout.plan(spec, toys.subset(models), devices, table)
+            ids = [r["sae"] for r in plan.rows]
+            interrupted = functools.partial(SaeInterrupted, steps=spec.steps, out=out, toy=source, batch=k,
+                                            batches=len(batches))  # fmt: skip
+            logs, batch_states = driver.train_one_batch(
+                plan.job(), out, stop, report, ids, spec.max_to_keep, interrupted, kept, k, len(batches)
+            )
+            losses[ids], l0[ids] = logs["losses"], logs["l0"]
+            groups = unpadded_groups(tuple(g.index for g in plan.groups), tuple(map(kept, batch_states)))
+            index += groups[0]
+            states += groups[1]
         info = {"toy_run": source, "seconds": time.perf_counter() - started, "device": jax.devices()[0].device_kind}
-        index, states = unpadded_groups(tuple(g.index for g in plan.groups), tuple(map(kept, states)))
-        result = SaeRun(spec, toys, plan.rows, losses, l0, states, index, info, out)
+        result = SaeRun(spec, toys, table, losses, l0, tuple(states), tuple(index), info, out, batches)
         if out is not None:
             np.save(out / "losses.npy", losses)
             np.save(out / "l0.npy", l0)
             write_atomic(out / "run.json", json.dumps(info, indent=2) + "\n")
             tables = ["sae.toml", "saes.csv", "toy_config.toml", "toy_models.csv", "toy_weights.npz", "losses.npy"]
-            rundir.seal(out, [*tables, "l0.npy", f"checkpoints/{spec.steps}"])
+            tables += ["batches.json"] if (out / "batches.json").is_file() else []  # none in a run from before batches
+            last = (
+                rundir.batch_directory(out, "checkpoints", k, len(batches)) / str(spec.steps)
+                for k in range(len(batches))
+            )
+            rundir.seal(out, [*tables, "l0.npy", *(str(f.relative_to(out.resolve())) for f in last)])
             result.evaluate(write=True)
     return result
 

@@ -50,6 +50,13 @@ class ToyModels:
     def n(self) -> int:
         return self.spec.n
 
+    def subset(self, indices) -> ToyModels:
+        """The toy models of ``indices`` (model indices), in this table's order."""
+        chosen = set(indices)
+        rows = [r for r in self.rows if r["index"] in chosen]
+        return ToyModels(self.spec, rows, {r["index"]: self.W[r["index"]] for r in rows},
+                         {r["index"]: self.p[r["index"]] for r in rows})  # fmt: skip
+
     def save(self, path: Path) -> None:
         write_atomic(path / "toy_config.toml", to_toml(self.spec.to_dict()))
         write_atomic(path / "toy_models.csv", pd.DataFrame(self.rows, columns=TOY_COLUMNS).to_csv(index=False))
