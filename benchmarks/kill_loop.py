@@ -55,6 +55,7 @@ eval_batch_size = 512
 checkpoint_every = 50
 chunk_steps = 50
 max_to_keep = 3
+max_saes_per_batch = 4  # two batches: a kill may land in either, or between them
 """
 LLC = """step_sizes = [1e-4, 1e-3]
 localizations = [100.0]
@@ -96,8 +97,8 @@ def prepare(work: Path, chunks: int) -> None:
 
 
 def _checkpoint_dirs(wing: str, out: Path) -> list[Path]:
-    root = out / "checkpoints"
-    return sorted(root.glob("batch-*")) if wing == "toy" else [root]
+    root = out / "checkpoints"  # one folder a batch in a run of several (every toy run, an SAE run too big at once)
+    return sorted(root.glob("batch-*")) or [root]
 
 
 def _committed(wing: str, out: Path) -> dict[str, int]:
