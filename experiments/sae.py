@@ -6,7 +6,13 @@
 
 At the paper's scale (``sae_paper.toml``: n = 1000, the paper's six widths, 20000 steps) the toy grid
 trains in pieces of one seed and one regime (24 models, about 90 minutes of one core), each resumable;
-the SAEs of a piece train when its toy models are done.
+the SAEs of a piece train when its toy models are done. Another SAE grid on a piece's toy models (the
+larger dictionaries, one ratio a piece: the program pads every SAE to the largest) trains into ``OUT/NAME``
+with ``--saes NAME``::
+
+    python experiments/sae.py --scale paper --set 'toy.seeds=[0]' --set 'toy.weight_decays=[...]' \
+        --set 'sae.architectures=["topk"]' --set 'sae.ks=[1, 2]' --set 'sae.dictionary_ratios=[2.0]' \
+        --out runs/sae-paper/seed-0-strong --saes saes-d2 --figures runs/sae-paper/figures-d2
 
 Reads ``experiments/sae_<scale>.toml``: a ``[toy]`` table (a SweepSpec: a toy-model grid over both
 regimes, several widths, two data exponents) and an ``[sae]`` table (a SaeSpec: every architecture
@@ -47,12 +53,12 @@ FIGURES = {
 
 def main(argv=None) -> dict:
     started = time.perf_counter()
-    args = common.parse_args(NAME, __doc__.splitlines()[0], argv, scales=SCALES)
+    args = common.parse_args(NAME, __doc__.splitlines()[0], argv, _saes_option, scales=SCALES)
     toy_spec, sae_spec = load_specs(args.scale, args.set, quiet=args.quiet)
     cpu = time.process_time()  # on a shared core, CPU seconds are the work; wall seconds depend on the neighbours
     toy = common.run_or_reuse(f"{NAME}-toy", args.scale, toy_spec, args.out / "toy")
     toy_cpu = time.process_time() - cpu
-    summary, features, timing = train_or_reuse(toy.out, sae_spec, args.out / "saes")
+    summary, features, timing = train_or_reuse(toy.out, sae_spec, args.out / args.saes)
     timing = {"toy": {**toy.timing, "cpu_s_this_call": toy_cpu}, "saes": timing}
     written = []
     caption = (
@@ -79,7 +85,14 @@ def main(argv=None) -> dict:
         "architectures": list(sae_spec.architectures),
     }
     what = f"{len(toy.summary)} toy models, {len(summary)} SAEs"
-    return common.write_and_report(NAME, args.scale, what, args.out, numbers, written, started)
+    report = args.out if args.saes == "saes" else args.out / args.saes  # another SAE grid on the same toy models
+    return common.write_and_report(NAME, args.scale, what, report, numbers, written, started)
+
+
+def _saes_option(parser) -> None:
+    parser.add_argument("--saes", default="saes", metavar="NAME",
+                        help="train the SAEs into OUT/NAME (another SAE grid on OUT's toy models: its numbers.json "
+                             "goes there too)")  # fmt: skip
 
 
 def load_specs(scale: str, overrides=(), quiet: bool = False) -> tuple[SweepSpec, sae.SaeSpec]:
