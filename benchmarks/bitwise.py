@@ -73,7 +73,7 @@ def record_sae(name: str, changes: dict, out: Path) -> None:
         run = sae.run_sae(toy, spec, out=run_dir)
         if name == "sae_resume":
             arrays["uninterrupted_losses"] = run.losses
-            for step_dir in (run_dir / "checkpoints").glob("*"):
+            for step_dir in [*(run_dir / "checkpoints").glob("*"), *(run_dir / "checkpoints").glob("batch-*/*")]:
                 if step_dir.name.isdigit() and int(step_dir.name) > 20:
                     shutil.rmtree(step_dir)
             for table in ("losses.npy", "l0.npy", "run.json"):

@@ -96,12 +96,15 @@ def _sae_run(path: Path) -> dict:
     if not (path / "batches.json").is_file():  # one batch (and every run written before batches)
         return wing
     try:
-        batches = [set(b) for b in json.loads((path / "batches.json").read_text())]
+        batches = json.loads((path / "batches.json").read_text())
         with open(path / "saes.csv", newline="") as f:
             models = [int(row["model"]) for row in csv.DictReader(f)]
-    except (ValueError, OSError, KeyError, TypeError) as err:
+        listed = [i for b in batches for i in b]
+        if not all(isinstance(b, list) and b for b in batches) or sorted(listed) != sorted(set(models)):
+            raise ValueError("it does not hold each toy model of saes.csv once")
+    except (ValueError, OSError, KeyError, TypeError, RecursionError) as err:
         raise RunDirError(path, f"has a damaged batches.json or saes.csv ({err}); start a new run") from None
-    wing["batches"] = [sum(m in b for m in models) for b in batches]  # the SAEs of each batch
+    wing["batches"] = [sum(m in set(b) for m in models) for b in batches]  # the SAEs of each batch
     wing["checkpoints"] = [rundir.batch_directory(path, "checkpoints", k, len(batches)) for k in range(len(batches))]
     return wing
 

@@ -351,6 +351,11 @@ def test_a_grid_trained_in_batches_equals_it_trained_at_once(tmp_path):
     for name in ("losses.npy", "l0.npy", "sae_summary.csv", "sae_features.npz", "checksums.json"):
         (out / name).unlink()
     assert status.run_status(out)["batches"][1]["checkpointed"] == 50
+    right = (out / "batches.json").read_text()
+    (out / "batches.json").write_text("[[2, 3, 4], [0, 1]]")  # each toy model once, but not where they trained
+    with pytest.raises(ConfigError, match="holds other models than this batch's; start anew"):
+        sae.run_sae(run, spec, out=out, resume=True)
+    (out / "batches.json").write_text(right)
     resumed = sae.run_sae(run, spec, out=out, resume=True)  # the saved batches, not this spec's one
     assert resumed.toy_batches == [[0, 1], [2, 3, 4]]
     np.testing.assert_array_equal(resumed.losses, split.losses)
@@ -359,6 +364,28 @@ def test_a_grid_trained_in_batches_equals_it_trained_at_once(tmp_path):
         for name, value in split.params(index).items():
             np.testing.assert_array_equal(loaded.params(index)[name], value, err_msg=name)
     pd.testing.assert_frame_equal(sae.load_tables(out)[0], summary)
+    (out / "checksums.json").unlink()
+    (out / "batches.json").write_text("[[0, 1, 2], [3, 4]]")
+    with pytest.raises(RunDirError, match=r"batch-000/100 does not hold the SAEs batches\.json names"):
+        sae.load_sae_run(out)
+
+
+def test_a_batch_keeps_the_sae_numbers_of_the_sweep_whatever_its_order_of_widths():
+    """Widths 32, 12, 32 by index: the batch of the last two meets width 12 first, the table width 32;
+    each group's rows of the job's logs hold its own SAEs."""
+    spec = layout.resolve_for_backend(sae.SaeSpec(**BATCHED))
+    frames = _three_widths_run()
+    toys = sae.ToyModels.from_run(
+        sae.weights_run([frames.weights(i)[0] for i in (0, 2, 1)], "constant:0.0625"), [0, 1, 2]
+    )
+    table = layout.sae_table(spec, toys)
+    batch = layout.plan(spec, toys.subset([1, 2]), table=table)
+    assert [g.program_shape.m for g in batch.groups] == [12, 32]
+    for group in batch.groups:
+        assert [batch.rows[j]["sae"] for j in group.rows] == group.indices.tolist()
+        assert {table[i]["model"] for i in group.indices} == {
+            r["index"] for r in batch.toys.rows if r["m"] == group.program_shape.m
+        }
 
 
 @pytest.fixture(scope="module")

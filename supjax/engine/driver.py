@@ -187,7 +187,12 @@ class Checkpoints(Memory):
         step, state = restored
         if not np.array_equal(state["key_data"], self.saved["key_data"]):
             raise ConfigError("--resume", str(self.manager.directory), "its data keys differ from this config's")
-        states = sharding.put(layout.relayout(self.job.groups, state, states), self.job.devices, sharded=True)
+        try:
+            states = layout.relayout(self.job.groups, state, states)
+        except (KeyError, ValueError, IndexError):  # another batch's checkpoint, or another grid's
+            where, problem = str(self.manager.directory), "its checkpoint holds other models than this batch's"
+            raise ConfigError("--resume", where, f"{problem}; start anew") from None
+        states = sharding.put(states, self.job.devices, sharded=True)
         self.saved_at = int(step)
         logs = {name: np.asarray(state[name]) for name in self.job.logs}
         return states, logs, self.saved_at // self.job.static.log_every

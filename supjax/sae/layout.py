@@ -33,9 +33,10 @@ CPU_SAE_BLOCK = 8  # SAEs vmapped together on a CPU: their [B, D] arrays stay in
 
 @dataclass(frozen=True)
 class Group(Placement):
-    """One architecture at one width: its [T, S] SAEs (``model_index``: rows of the SAE table, which
-    are also their log rows; over several devices T is padded with copies of the last toy model's
-    row, :data:`~supjax.engine.layout.PADDING`), initial parameters and traced hyperparameters."""
+    """One architecture at one width: its [T, S] SAEs (``model_index``: their numbers in the sweep's
+    SAE table; ``local_index``: their rows of the batch's logs; over several devices T is padded with
+    copies of the last toy model's row, :data:`~supjax.engine.layout.PADDING`), initial parameters and
+    traced hyperparameters."""
 
     program_shape: program.GroupShape | None = None
     params: dict | None = None  # the initial parameters, [T, S, ...] each (host arrays)
@@ -43,17 +44,17 @@ class Group(Placement):
 
     @property
     def index(self) -> np.ndarray:
-        """[T, S] the rows of the SAE table."""
+        """[T, S] the SAEs' numbers in the SAE table."""
         return self.model_index.reshape(self.shape)
 
 
 @dataclass(frozen=True)
 class Layout:
-    """A whole SAE sweep in one compiled program."""
+    """One batch of an SAE sweep (every SAE on ``toys``) in one compiled program."""
 
     spec: SaeSpec
     toys: ToyModels
-    rows: list[dict]  # the SAE table (supjax.sae.results.SAE_COLUMNS)
+    rows: list[dict]  # the batch's rows of the SAE table (SAE_COLUMNS), in the order of its logs' rows
     static: program.Static
     groups: tuple[Group, ...]
     arrays: program.Toys  # host arrays (per width [T, ...], padded as the groups are)
@@ -71,7 +72,7 @@ class Layout:
         return device_bytes(self.spec, self.toys, self.devices)
 
     def job(self) -> Job:
-        """What the engine's driver trains: every SAE in one program, T split over the devices."""
+        """What the engine's driver trains: every SAE of the batch in one program, T split over the devices."""
         devices = self.devices
         hypers = sharding.put(tuple(g.hyper for g in self.groups), devices, sharded=True)
         split = (spec is sharding.MODELS for spec in program.TOY_SPECS)  # as the program reads them
@@ -150,7 +151,7 @@ def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1, table: list[dict] | N
     scales = tuple(np.array([scale[r["index"]] for r in models], np.float32) for models in by_width)
     arrays = program.Toys(streams, *(tuple(_pad(a, devices) for a in arrays) for arrays in (W, reads, scales)))
 
-    groups, local = [], 0
+    groups, ordered = [], []  # ordered: the job's rows, group after group
     for architecture in spec.architectures:
         for w, models in enumerate(by_width):
             of_width = {t["index"] for t in models}
@@ -158,8 +159,8 @@ def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1, table: list[dict] | N
             shape = (len(arrays.W[w]), len(block) // len(models))  # T padded for the devices, as the toys' arrays are
             index, position = np.full(shape[0] * shape[1], PADDING), np.full(shape[0] * shape[1], PADDING)
             index[: len(block)] = [r["sae"] for r in block]
-            position[: len(block)] = np.arange(local, local + len(block))
-            local += len(block)
+            position[: len(block)] = np.arange(len(ordered), len(ordered) + len(block))
+            ordered += block
             block = block + block[-shape[1] :] * (shape[0] - len(models))  # padding: the last toy model's SAEs
             d = np.array([r["dictionary_size"] for r in block]).reshape(shape)
             hyper = SaeHyper(
@@ -174,7 +175,7 @@ def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1, table: list[dict] | N
             group_shape = program.GroupShape(architecture, models[0]["m"], shape, w)
             groups.append(Group(index, position, shape, program_shape=group_shape, params=params, hyper=hyper))
     static = _static(spec, toys, dictionary, k_max, widths, tuple(g.program_shape for g in groups), devices)
-    return Layout(spec, toys, rows, static, tuple(groups), arrays, devices)
+    return Layout(spec, toys, ordered, static, tuple(groups), arrays, devices)
 
 
 def device_bytes(spec: SaeSpec, toys: ToyModels, devices: int = 1) -> float:
@@ -196,10 +197,11 @@ def split_batches(spec: SaeSpec, toys: ToyModels, devices: int = 1, budget: floa
     """The toy models (indices) trained together, batch by batch: as many as fit half the device's
     free memory (``budget`` bytes if given) and ``max_saes_per_batch``.
 
-    A batch takes the toy models of a width two or three at a time (the last three of an odd count),
-    so that no width that has several is left with one in a batch: a group of T >= 2 toy models is
-    the same loop whatever T, and its SAEs train bitwise as in one batch, where a lone toy model's
-    loop is compiled away and its SAEs agree to rounding only. Only a pair that does not fit is split.
+    A batch takes the toy models of a width ``devices + 1`` at a time (the remainder joins the last
+    such unit), so that each device holds at least two of them wherever the whole width gives it two:
+    a loop over two or more toy models is the same loop whatever their number, and its SAEs train
+    bitwise as in one batch, where a device's lone toy model has its loop compiled away and its SAEs
+    agree to float32 rounding only. A unit that does not fit is split into single toy models.
     Refuses in one line, before anything compiles, a toy model whose SAEs alone do not fit."""
     budget = 0.5 * free_memory() if budget is None else budget
     limit = spec.max_saes_per_batch or float("inf")
@@ -210,11 +212,11 @@ def split_batches(spec: SaeSpec, toys: ToyModels, devices: int = 1, budget: floa
 
     units = []
     for m in dict.fromkeys(r["m"] for r in toys.rows):
-        of_width = [r["index"] for r in toys.rows if r["m"] == m]
-        pairs = [of_width[k : k + 2] for k in range(0, len(of_width), 2)]
-        if len(pairs) > 1 and len(pairs[-1]) == 1:
-            pairs[-2:] = [pairs[-2] + pairs[-1]]
-        for unit in pairs:
+        of_width, size = [r["index"] for r in toys.rows if r["m"] == m], devices + 1
+        pieces = [of_width[k : k + size] for k in range(0, len(of_width), size)]
+        if len(pieces) > 1 and len(pieces[-1]) < size:
+            pieces[-2:] = [pieces[-2] + pieces[-1]]
+        for unit in pieces:
             units += [unit] if fits(unit) else [[i] for i in unit]
     for (index,) in (u for u in units if len(u) == 1 and not fits(u)):
         need = device_bytes(spec, toys.subset([index]), devices)
@@ -231,6 +233,21 @@ def split_batches(spec: SaeSpec, toys: ToyModels, devices: int = 1, budget: floa
             current = []
         current += unit
     return [*batches, sorted(current)]
+
+
+def check_batches_fit(spec: SaeSpec, toys: ToyModels, batches: list[list[int]], devices: int = 1) -> None:
+    """Refuse in one line, before anything compiles, a resumed run whose saved batches no longer fit half
+    this device's free memory (a run's batches are fixed when it starts: its checkpoints are per batch)."""
+    budget = 0.5 * free_memory()
+    for k, models in enumerate(batches):
+        need = device_bytes(spec, toys.subset(models), devices)
+        if need > budget:
+            raise ConfigError(
+                "--resume",
+                f"batch {k + 1} of {len(batches)}",
+                f"its {len(models) * spec.saes_per_model} SAEs need about {_size(need)} of the {_size(budget)} free; "
+                "resume where more memory is free (a run keeps the batches it started with)",
+            )
 
 
 def _grid(spec: SaeSpec, architecture: str) -> list[tuple]:

@@ -94,8 +94,11 @@ class SaeRun:
         """The steps whose parameters the run kept (``snapshot_steps``), oldest first."""
         if self.path is None:
             return []
-        kept = rundir.batch_directory(self.path, "snapshots", 0, len(self.toy_batches))
-        return sorted(int(p.name) for p in kept.iterdir() if p.name.isdigit()) if kept.is_dir() else []
+        count, steps = len(self.toy_batches), []
+        for k in range(count):  # those every batch kept (a resume may change snapshot_steps)
+            kept = rundir.batch_directory(self.path, "snapshots", k, count)
+            steps.append({int(p.name) for p in kept.iterdir() if p.name.isdigit()} if kept.is_dir() else set())
+        return sorted(set.intersection(*steps))
 
     def at_step(self, step: int) -> SaeRun:
         """The run as it stood at snapshot ``step``: the snapshot's parameters and the curves up to
@@ -103,7 +106,7 @@ class SaeRun:
         if step not in self.snapshot_steps:
             kept = ", ".join(map(str, self.snapshot_steps)) or "none; train with snapshot_steps"
             raise RunDirError(self.path or "the run", f"has no snapshot at step {step}; it keeps {kept}")
-        index, states = _restore_batches(self.path, "snapshots", step, len(self.toy_batches))
+        index, states = _restore_batches(self.path, "snapshots", step, self.toy_batches, self.saes)
         windows = step // self.spec.log_every
         return dataclasses.replace(self, losses=self.losses[:, :windows], l0=self.l0[:, :windows], states=states,
                                    index=index, info={**self.info, "step": step}, path=None)  # fmt: skip
@@ -154,8 +157,8 @@ def read_batches(path: Path | None, toys: ToyModels) -> list[list[int]]:
     try:
         batches = json.loads((Path(path) / "batches.json").read_text())
         ok = sorted(i for b in batches for i in b) == sorted(everything[0]) and all(b for b in batches)
-    except (ValueError, OSError, TypeError) as err:
-        raise RunDirError(path, f"has a damaged batches.json ({err}); start a new run") from None
+    except (ValueError, OSError, TypeError, RecursionError) as err:
+        raise RunDirError(path, f"has a damaged batches.json ({type(err).__name__}); start a new run") from None
     if not ok:
         raise RunDirError(path, "its batches.json does not hold each of its toy models once; start a new run")
     return [[int(i) for i in b] for b in batches]
@@ -196,17 +199,23 @@ def load_sae_run(path: str | Path) -> SaeRun:
                 path,
                 f"is not finished; continue it: supjax sae TOY_RUN --config {path}/sae.toml --out {path} --resume",
             )
-    index, states = _restore_batches(path, "checkpoints", spec.steps, len(batches))
+    index, states = _restore_batches(path, "checkpoints", spec.steps, batches, saes)
     return SaeRun(spec, toys, saes, losses, l0, states, index, info, path, batches)
 
 
-def _restore_batches(path: Path, kind: str, step: int, batches: int) -> tuple[tuple, tuple]:
-    """The groups (index, states) of every batch's ``kind`` (checkpoints, snapshots) at ``step``, batch by batch."""
+def _restore_batches(path: Path, kind: str, step: int, batches: list[list[int]], saes: list[dict]) -> tuple:
+    """The groups ``(index, states)`` of every batch's ``kind`` (checkpoints, snapshots) at ``step``,
+    batch by batch; each batch's must hold the SAEs of its toy models (``saes``: the SAE table)."""
     from supjax import checkpoint
 
     index, states = (), ()
-    for k in range(batches):
-        i, s = _saved_groups(checkpoint.restore(rundir.batch_directory(path, kind, k, batches), step))
+    for k, models in enumerate(batches):
+        directory = rundir.batch_directory(path, kind, k, len(batches))
+        i, s = _saved_groups(checkpoint.restore(directory, step))
+        expected = sorted(r["sae"] for r in saes if r["model"] in set(models))
+        if sorted(int(x) for group in i for x in np.asarray(group).reshape(-1)) != expected:
+            where = directory.relative_to(Path(path).resolve())
+            raise RunDirError(path, f"its {where}/{step} does not hold the SAEs batches.json names; start a new run")
         index, states = index + i, states + s
     return index, states
 

@@ -67,7 +67,11 @@ def run_sae(toy: str | Path | Run, spec: SaeSpec, out: str | Path | None = None,
             out = rundir.claim(stack, out, resume, "sae.toml", SAE_STARTING, what="an SAE run")
         spec = layout.resolve_for_backend(spec)  # after the resume diff: a saved sae_block is kept
         devices = jax.device_count()
-        batches = read_batches(out, toys) if resume else layout.split_batches(spec, toys, devices)
+        if resume:
+            batches = read_batches(out, toys)
+            layout.check_batches_fit(spec, toys, batches, devices)
+        else:
+            batches = layout.split_batches(spec, toys, devices)
         table = layout.sae_table(spec, toys)
         if out is not None and not resume:
             toys.save(out)
