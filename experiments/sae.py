@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import common  # first: puts the working tree's supjax on the path
 import numpy as np
@@ -53,7 +54,9 @@ FIGURES = {
 
 def main(argv=None) -> dict:
     started = time.perf_counter()
-    args = common.parse_args(NAME, __doc__.splitlines()[0], argv, _saes_option, scales=SCALES)
+    args = common.parse_args(NAME, __doc__.splitlines()[0], argv, _options, scales=SCALES)
+    if args.combine:
+        return combined(args, started)
     toy_spec, sae_spec = load_specs(args.scale, args.set, quiet=args.quiet)
     cpu = time.process_time()  # on a shared core, CPU seconds are the work; wall seconds depend on the neighbours
     toy = common.run_or_reuse(f"{NAME}-toy", args.scale, toy_spec, args.out / "toy")
@@ -89,10 +92,46 @@ def main(argv=None) -> dict:
     return common.write_and_report(NAME, args.scale, what, report, numbers, written, started)
 
 
-def _saes_option(parser) -> None:
+def _options(parser) -> None:
     parser.add_argument("--saes", default="saes", metavar="NAME",
                         help="train the SAEs into OUT/NAME (another SAE grid on OUT's toy models: its numbers.json "
                              "goes there too)")  # fmt: skip
+    parser.add_argument("--combine", nargs="+", type=Path, metavar="PIECE",
+                        help="answer over finished pieces (their OUT/NAME SAE runs) together, into --out")  # fmt: skip
+
+
+def combined(args, started: float) -> dict:
+    """The answers and figures over several finished pieces' SAE runs (``PIECE/NAME``) at once."""
+    summary, features = combine([piece / args.saes for piece in args.combine])
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = []
+    import matplotlib
+
+    what = f"{summary.model.nunique()} toy models, {len(summary)} SAEs from {len(args.combine)} pieces"
+    caption = f"{args.scale} scale: {what}"
+    with matplotlib.rc_context(plots.STYLE):
+        for stem, fig in plots.sae_figures(summary, features).items():
+            fig.suptitle(f"{FIGURES[stem]}\n({caption})", fontsize=10)
+            written += plots.save(fig, args.figures / f"{stem}_{args.scale}")
+    numbers = answers(summary, features)
+    numbers["pieces"] = [str(p) for p in args.combine]
+    return common.write_and_report(NAME, args.scale, what, args.out, numbers, written, started)
+
+
+def combine(runs: list[Path]) -> tuple[pd.DataFrame, dict]:
+    """The evaluated tables of several SAE runs as one: each run's toy model and SAE numbers offset past
+    the previous runs' (a piece's toy run numbers its models from 0)."""
+    frames, parts, models, saes = [], [], 0, 0
+    for run in runs:
+        summary, features = sae.load_tables(run)
+        summary = summary.assign(model=summary.model + models, sae=summary.sae + saes)
+        features = {**features, "sae": features["sae"] + saes, "model": features["model"] + models,
+                    "models": features["models"] + models}  # fmt: skip
+        frames.append(summary)
+        parts.append(features)
+        models, saes = int(features["models"].max()) + 1, int(features["sae"].max()) + 1
+    together = {k: np.concatenate([f[k] for f in parts]) for k in parts[0]}
+    return pd.concat(frames, ignore_index=True), together
 
 
 def load_specs(scale: str, overrides=(), quiet: bool = False) -> tuple[SweepSpec, sae.SaeSpec]:
