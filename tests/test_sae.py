@@ -642,7 +642,7 @@ def test_the_experiment_runs_at_smoke_scale_and_the_cli_trains_its_saes(tmp_path
     finally:
         sys.path.remove(str(experiments))
     argv = ["--scale", "smoke", "--out", str(tmp_path / "run"), "--figures", str(tmp_path / "figures"), "--quiet"]
-    numbers = script.main(argv)
+    numbers = first = script.main(argv)
     assert numbers["setup"]["toy_models"] == 2 and numbers["setup"]["saes"] == 4
     assert set(numbers) >= {"regime", "packing", "architecture", "frequency", "etf_likeness", "timing"}
     assert {"topk|strong", "topk|weak"} <= set(numbers["regime"])
@@ -665,6 +665,21 @@ def test_the_experiment_runs_at_smoke_scale_and_the_cli_trains_its_saes(tmp_path
     summary, _ = sae.load_tables(tmp_path / "cli")
     reference, _ = sae.load_tables(tmp_path / "run" / "saes")
     np.testing.assert_array_equal(summary.mcc, reference.mcc)
+
+    (tmp_path / "piece-2").mkdir()  # --combine: two finished pieces answered at once, numbered apart
+    (tmp_path / "cli").rename(tmp_path / "piece-2" / "saes")
+    both, features = script.combine([tmp_path / "run" / "saes", tmp_path / "piece-2" / "saes"])
+    assert both.sae.tolist() == list(range(8)) and both.model.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert features["best_cosine"].shape[0] == 8 and features["models"].tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(both.mcc, np.concatenate([reference.mcc, summary.mcc]))
+    argv = ["--scale", "smoke", "--combine", str(tmp_path / "run"), str(tmp_path / "piece-2"), "--out",
+            str(tmp_path / "both"), "--figures", str(tmp_path / "figures-both"), "--quiet"]  # fmt: skip
+    numbers = script.main(argv)  # each piece has one strong and one weak model: the pieces' mean
+    second = script.answers(*sae.load_tables(tmp_path / "piece-2" / "saes"))
+    for key in ("topk|strong", "topk|weak"):
+        expected = (first["regime"][key]["mcc"] + second["regime"][key]["mcc"]) / 2
+        assert numbers["regime"][key]["mcc"] == pytest.approx(expected, abs=1e-4)
+    assert (tmp_path / "figures-both" / "sae_phase_smoke.png").is_file()
 
 
 def test_the_chance_level_is_keyed_apart_from_any_seed_a_frame_is_built_from():
