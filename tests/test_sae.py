@@ -600,12 +600,24 @@ def test_the_sae_figures_draw_their_tables():
         cells = chosen[chosen.architecture == architecture].pivot_table(index="m", columns="weight_decay", values="mcc")
         np.testing.assert_allclose(ax.images[0].get_array(), cells.to_numpy())
     recovery = plots.plot_feature_recovery(summary, features, models=(2, 3), l0=2.0)
+    assert [ax.get_title().split(":")[0] for ax in recovery.axes[:2]] == ["strong", "weak"]
     for ax, model in zip(recovery.axes[:2], (2, 3), strict=True):
         for line, architecture in zip(ax.get_lines(), ("topk", "relu"), strict=True):
             sae_index = chosen[(chosen.model == model) & (chosen.architecture == architecture)].iloc[0]
             expected = summary[(summary.model == model) & (summary.architecture == architecture)
                                & (summary.sparsity == sae_index.sparsity)].sae  # fmt: skip
             np.testing.assert_allclose(line.get_ydata(), features["best_cosine"][expected.to_numpy()].mean(axis=0))
+    from matplotlib.figure import Figure
+
+    from supjax.plots import sae as sae_plots
+
+    ax, rank = Figure().subplots(), np.arange(1, 1001)  # past 100 features: faint, and log-binned means on top
+    sae_plots._ranked(ax, rank, np.log(rank), {"color": "C0", "label": "topk"})
+    raw, binned = ax.get_lines()
+    assert raw.get_alpha() == 0.25 and binned.get_label() == "topk" and 20 < len(binned.get_xdata()) <= 40
+    x, y = binned.get_xdata(), binned.get_ydata()
+    assert np.all(np.diff(x) > 0) and x[0] >= 1 and x[-1] <= 1000
+    np.testing.assert_allclose(y, np.log(x), atol=0.05)  # the mean of log i over a bin, at its centre
     frontier = plots.plot_l0_fvu_frontier(summary)
     for ax, regime in zip(frontier.axes, ("strong", "weak"), strict=True):
         part = summary[(summary.regime == regime) & (summary.architecture == "topk")]

@@ -15,6 +15,7 @@ and ||W_i||), as :func:`supjax.sae.load_tables` returns them.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -100,7 +101,8 @@ def plot_feature_recovery(summary: pd.DataFrame, features: dict, models=None, l0
     """Each true feature's best |cosine| with any latent against its rank i (features are ranked by
     frequency, p_1 >= p_2 >= ...), one line per architecture (its SAEs at fixed L0, averaged over
     settings), for a strong and a weak toy model (``models = (strong, weak)`` model indices; default:
-    the extreme weight decays at the median width). Grey: the row norm ||W_i||; the top axis is p_i."""
+    the extreme weight decays at the median width). Grey: the row norm ||W_i||; the top axis is p_i.
+    Past 100 features each line is drawn faint, with its means over log-spaced bins of ranks on top."""
     strong, weak = _pick_models(summary) if models is None else models
     chosen = at_fixed_l0(summary, l0)
     order = {int(m): k for k, m in enumerate(features["models"])}
@@ -113,9 +115,10 @@ def plot_feature_recovery(summary: pd.DataFrame, features: dict, models=None, l0
             rows = (summary.model == model) & (summary.architecture == architecture)
             rows &= summary.sparsity == row["sparsity"]
             best = features["best_cosine"][np.isin(features["sae"], summary.loc[rows, "sae"])].mean(axis=0)
-            ax.plot(rank, best, color=_colour(architecture), lw=1.2, label=f"{architecture} (L0 {row['sae_l0']:.1f})")
+            line = f"{architecture} (L0 {row['sae_l0']:.1f})"
+            _ranked(ax, rank, best, dict(color=_colour(architecture), lw=1.2, label=line))
         norms = ax.twinx()
-        norms.plot(rank, features["row_norm"][order[model]], color="0.5", lw=0.8, ls="--")
+        _ranked(norms, rank, features["row_norm"][order[model]], dict(color="0.5", lw=0.8, ls="--"))
         norms.set_ylabel(r"$\|W_i\|$ (dashed)", color="0.4")
         norms.set_ylim(0, None)
         toy = summary[summary.model == model].iloc[0]
@@ -131,6 +134,19 @@ def plot_feature_recovery(summary: pd.DataFrame, features: dict, models=None, l0
     axes[0].set_ylim(0, 1.02)
     axes[0].legend(loc="lower left")
     return fig
+
+
+def _ranked(ax, rank: np.ndarray, values: np.ndarray, style: dict, bins: int = 40) -> None:
+    """``values`` against ``rank``; past 100 features, faint, with their means over log-spaced bins of
+    ranks drawn in ``style`` on top (at n = 1000 the feature-by-feature line is mostly noise)."""
+    if len(rank) <= 100:
+        ax.plot(rank, values, **style)
+        return
+    ax.plot(rank, values, **{**style, "lw": 0.5, "alpha": 0.25, "label": None})
+    edges = np.unique(np.geomspace(1, len(rank) + 1, bins + 1).astype(int))
+    bins = list(itertools.pairwise(edges))  # ranks a .. b - 1
+    centres, means = [np.sqrt(a * (b - 1)) for a, b in bins], [values[a - 1 : b - 1].mean() for a, b in bins]
+    ax.plot(centres, means, **{**style, "lw": style.get("lw", 1.0) + 0.6})
 
 
 def plot_l0_fvu_frontier(summary: pd.DataFrame):
