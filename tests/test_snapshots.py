@@ -30,6 +30,7 @@ def run_dir(tmp_path_factory):
         steps=1000,
         warmup_steps=50,
         snapshot_steps=8,
+        chunk_steps=20,  # chunks of 2 windows, cut to 1 by some snapshots: two programs, not one per cut length
         progress=False,
     )
     run_sweep(spec, out=out)
@@ -102,9 +103,10 @@ def test_without_xarray_the_error_is_one_line(run_dir, monkeypatch):
 
 
 def test_training_figures_are_drawn_when_a_run_has_snapshots(tmp_path, monkeypatch):
+    # chunks of 2 windows, some cut to 1 by a snapshot: two chunk programs, not one per cut length
     spec = SweepSpec(
         n=5, batch_size=256, widths=(2, 3), weight_decays=(-1.0, 0.3), distribution=("power:0.3",),
-        steps=600, warmup_steps=30, snapshot_steps=6, progress=False,
+        steps=600, warmup_steps=30, snapshot_steps=6, chunk_steps=20, progress=False,
     )  # fmt: skip
     run_sweep(spec, out=tmp_path / "run")
     saved, savefig = {}, Figure.savefig
