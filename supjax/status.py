@@ -159,13 +159,14 @@ def format_status(status: dict) -> str:
         rate = status.get("model_steps_per_s")
         timing = f"  elapsed {_duration(status['elapsed_s'])}"
         if rate:
-            timing += f", {rate:.1f} model-steps/s"
+            step = {"sae": "SAE-steps", "llc": "chain-steps"}.get(status.get("kind"), "model-steps")
+            timing += f", {rate:.1f} {step}/s"
         if "eta_s" in status and status["running"]:
             timing += f", about {_duration(status['eta_s'])} to go"
         age = time.time() - status["updated"]
         lines.append(timing + (f" (last report {_duration(age)} ago)" if status["running"] else ""))
     diverged = status["diverged"]
-    lines.append(f"  diverged: {len(diverged)} model(s) {diverged[:10]}" if diverged else "  diverged: none so far")
+    lines.append(f"  diverged: {len(diverged)} {what} {diverged[:10]}" if diverged else "  diverged: none so far")
     return "\n".join(lines)
 
 
