@@ -317,6 +317,9 @@ def test_batches_hold_as_many_toy_models_as_fit_half_the_free_memory():
     assert layout.split_batches(at_most[2], toys, budget=1e12) == [[0, 1], [2, 3], [4]]
     assert layout.split_batches(at_most[1], toys, budget=1e12) == [[0], [1], [2], [3], [4]]
     assert layout.device_bytes(spec, wide, devices=2) < layout.device_bytes(spec, wide)
+    six = sae.ToyModels.from_run(sae.weights_run([np.eye(16)[:, :8]] * 6, "constant:0.0625"), list(range(6)))
+    assert layout.split_batches(at_most[3], six, budget=1e12) == [[0, 1], [2, 3], [4, 5]]  # two a device
+    assert layout.split_batches(at_most[3], six, devices=2, budget=1e12) == [[0, 1, 2], [3, 4, 5]]  # padded to 4
     with pytest.raises(ConfigError, match="max_saes_per_batch"):
         spec.replace(max_saes_per_batch=per_model - 1).validate()
 
