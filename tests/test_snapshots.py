@@ -209,3 +209,21 @@ def test_a_sweep_killed_between_snapshots_resumes_to_the_same_snapshots_bitwise(
             for key in ("W", "b", "diverged_at", "index"):
                 np.testing.assert_array_equal(ours[m][key], theirs[m][key])
     shutil.rmtree(reference)
+
+
+def test_chunks_cut_by_snapshots_run_as_powers_of_two_and_change_no_result(tiny_spec, compile_log, tmp_path):
+    """Snapshots at windows 3, 7, 13, 25, 37 and 51 of 60 cut chunks of 16 windows into gaps of 3, 4, 6,
+    12, 12, 14 and 9 windows; run as powers of two they compile four chunk programs (1, 2, 4, 8), not
+    one per gap length, and the run equals the same sweep without snapshots bitwise."""
+    from supjax.engine import driver
+
+    assert [driver.cut(16, left) for left in (1, 3, 7, 9, 15, 16, 40)] == [1, 2, 4, 8, 8, 16, 16]
+    spec = tiny_spec.replace(n=52, steps=600, chunk_steps=160, checkpoint_every=600, progress=False)  # own shapes
+    with compile_log:
+        cut = run_sweep(spec.replace(snapshot_steps=(30, 70, 130, 250, 370, 510)), out=tmp_path / "cut")
+    assert compile_log.count("train_chunk") == 4
+    whole = run_sweep(spec)
+    np.testing.assert_array_equal(cut.losses, whole.losses)
+    for m, group in whole.params.items():
+        for name, value in group.items():
+            np.testing.assert_array_equal(cut.params[m][name], value, err_msg=f"{m}/{name}")

@@ -7,7 +7,8 @@ at every chunk end, calls each hook in order with a :class:`ChunkEnd`: the snaps
 (:func:`snapshots`), the checkpoint, the report (:class:`Report`: progress bar and
 ``RUN/progress.json``, which ``supjax status`` reads) and the stop check (:class:`StopOnSignal`:
 SIGTERM and SIGINT stop after the chunk in flight, checkpointed). Chunks end at every checkpoint
-and snapshot step; between them they have one length, so a sweep compiles one chunk program.
+and snapshot step; between them they have one length, so a sweep compiles one chunk program, and a
+chunk cut short by one of those steps runs as chunks of powers of two (:func:`cut`).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def train(job: Job, start, hooks=()) -> tuple[dict[str, np.ndarray], tuple]:
     ends |= {s // log_every for s in job.snapshot_steps}
     length = chunk_windows(job, math.gcd(every, num_logs))
     while done < num_logs:
-        windows = min(length, min(e for e in ends if e > done) - done)
+        windows = cut(length, min(e for e in ends if e > done) - done)
         first = jnp.int32(done * log_every)
         states, chunk = program.train_chunk(job.static, states, job.inputs, first, num_windows=windows)
         for group, values in zip(job.groups, sharding.to_host(ready(chunk)), strict=True):
@@ -138,6 +139,13 @@ def chunk_windows(job: Job, period: int) -> int:
     flops = CHUNK_FLOPS_CPU if jax.default_backend() == "cpu" else CHUNK_FLOPS_ACCELERATOR
     target = round(min(flops / max(job.flops_per_step, 1.0), CHUNK_STEPS) / log_every)
     return max(d for d in range(1, period + 1) if period % d == 0 and d <= max(1, target))
+
+
+def cut(length: int, left: int) -> int:
+    """Windows of the next chunk: ``length``, or, when the next checkpoint or snapshot is nearer, the
+    largest power of two up to it; so a run compiles at most one program per power of two, however
+    its snapshot steps fall (which windows a chunk holds changes no result)."""
+    return length if left >= length else 1 << (left.bit_length() - 1)
 
 
 def ready(tree):
