@@ -42,6 +42,7 @@ import scipy.stats
 
 from supjax import ConfigError, SweepSpec, plots, sae
 from supjax.engine.spec import resume_diff
+from supjax.errors import SupjaxError
 
 NAME = "sae"
 SCALES = ("smoke", "quick", "paper")
@@ -98,11 +99,17 @@ def _options(parser) -> None:
                              "goes there too)")  # fmt: skip
     parser.add_argument("--combine", nargs="+", type=Path, metavar="PIECE",
                         help="answer over finished pieces (their OUT/NAME SAE runs) together, into --out")  # fmt: skip
+    parser.add_argument("--dictionaries", nargs="+", default=(), metavar="NAME",
+                        help="with --combine: each piece's SAE runs NAME (e.g. saes saes-d2 saes-d4) side by side, "
+                             "per regime, architecture, dictionary size and k")  # fmt: skip
 
 
 def combined(args, started: float) -> dict:
     """The answers and figures over several finished pieces' SAE runs (``PIECE/NAME``) at once."""
-    summary, features = combine([piece / args.saes for piece in args.combine])
+    try:
+        summary, features = combine([piece / args.saes for piece in args.combine])
+    except SupjaxError as err:  # a piece not finished
+        raise SystemExit(f"experiments/sae.py: {err}") from None
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     import matplotlib
@@ -115,7 +122,37 @@ def combined(args, started: float) -> dict:
             written += plots.save(fig, args.figures / f"{stem}_{args.scale}")
     numbers = answers(summary, features)
     numbers["pieces"] = [str(p) for p in args.combine]
+    if args.dictionaries:
+        numbers["dictionaries"] = dictionaries(args.combine, args.dictionaries)
     return common.write_and_report(NAME, args.scale, what, args.out, numbers, written, started)
+
+
+def dictionaries(pieces: list[Path], names) -> dict:
+    """What a larger dictionary and a higher L0 buy: the SAE runs ``PIECE/NAME`` of every piece, means per
+    regime, architecture, dictionary ratio and sparsity, and per width at the sparsity nearest the true L0."""
+    try:
+        summary = combine([piece / name for name in names for piece in pieces])[0]
+    except SupjaxError as err:
+        raise SystemExit(f"experiments/sae.py: {err}") from None
+    summary = summary.assign(
+        mcc_above_chance=summary.mcc - summary.mcc_chance,
+        latents_alive=(1 - summary.dead_fraction) * summary.dictionary_size,
+    )
+    columns = ["mcc", "mcc_chance", "mcc_above_chance", "recovered_fraction", "recovered_fraction_represented",
+               "fvu", "dead_fraction", "latents_alive", "sae_l0"]  # fmt: skip
+    keys = ["regime", "architecture", "dictionary_ratio", "sparsity"]
+    target = max(1.0, float(np.median(summary["true_l0"])))
+    by_width = {}
+    for ratio, part in summary.groupby("dictionary_ratio"):  # the sparsity nearest the true L0, at each size
+        for measure in ("mcc_above_chance", "recovered_fraction", "latents_alive"):
+            fixed = plots.at_fixed_l0(part, target, measure).assign(dictionary_ratio=ratio)
+            for key, value in _by(fixed, ["regime", "architecture", "dictionary_ratio", "m"], (measure,)).items():
+                by_width.setdefault(key, {}).update(value)
+    return {
+        "fixed_l0_target": target,
+        "by_dictionary_and_sparsity": _by(summary, keys, columns),
+        "by_width_at_true_l0": by_width,
+    }
 
 
 def combine(runs: list[Path]) -> tuple[pd.DataFrame, dict]:
