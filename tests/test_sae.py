@@ -695,6 +695,10 @@ def test_the_experiment_runs_at_smoke_scale_and_the_cli_trains_its_saes(tmp_path
         expected = (first["regime"][key]["mcc"] + second["regime"][key]["mcc"]) / 2
         assert numbers["regime"][key]["mcc"] == pytest.approx(expected, abs=1e-4)
     assert (tmp_path / "figures-both" / "sae_phase_smoke.png").is_file()
+    sizes = script.dictionaries([tmp_path / "run", tmp_path / "piece-2"], ["saes"])["by_dictionary_and_sparsity"]
+    keys = ["regime", "architecture", "dictionary_ratio", "sparsity"]
+    for key, group in both.groupby(keys):
+        assert sizes["|".join(map(str, key))]["mcc"] == pytest.approx(group.mcc.mean())
 
 
 def test_the_chance_level_is_keyed_apart_from_any_seed_a_frame_is_built_from():
