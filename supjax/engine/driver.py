@@ -195,11 +195,7 @@ class Checkpoints(Memory):
         step, state = restored
         if not np.array_equal(state["key_data"], self.saved["key_data"]):
             raise ConfigError("--resume", str(self.manager.directory), "its data keys differ from this config's")
-        try:
-            states = layout.relayout(self.job.groups, state, states)
-        except (KeyError, ValueError, IndexError):  # another batch's checkpoint, or another grid's
-            where, problem = str(self.manager.directory), "its checkpoint holds other models than this batch's"
-            raise ConfigError("--resume", where, f"{problem}; start anew") from None
+        states = layout.relayout(self.job.groups, state, states, str(self.manager.directory))
         states = sharding.put(states, self.job.devices, sharded=True)
         self.saved_at = int(step)
         logs = {name: np.asarray(state[name]) for name in self.job.logs}

@@ -59,15 +59,21 @@ def real_models(index, values) -> np.ndarray:
     return Placement(index.reshape(-1), index.reshape(-1), index.shape).real(values)
 
 
-def relayout(groups: tuple[Placement, ...], saved: dict, like: tuple) -> tuple:
+def relayout(groups: tuple[Placement, ...], saved: dict, like: tuple, where: str = "the checkpoint") -> tuple:
     """Saved group states in these groups' slot order and pytree types (those of ``like``), matched
     model by model: the padding for several devices may differ from the run that saved them.
     ``saved`` holds ``states`` (one dict of state fields per group) and ``index`` (the model index of
-    every saved slot)."""
+    every saved slot); one that holds other models (another batch's, another grid's) is refused in
+    one line naming ``where`` it came from."""
+    other = ConfigError("--resume", where, "its checkpoint holds other models than this batch's; start anew")
+    if len(saved["states"]) != len(groups) or len(saved["index"]) != len(groups):
+        raise other
     states = []
     for group, state, index, template in zip(groups, saved["states"], saved["index"], like, strict=True):
         index = np.asarray(index).reshape(-1)
         row_of = {int(i): k for k, i in enumerate(index) if i != PADDING}  # the saved run's padding
+        if any(int(i) not in row_of for i in group.indices):
+            raise other
         rows = [row_of[int(i)] for i in group.indices]
         rows += [rows[-1]] * group.padding  # padding copies the last model
         leaves = [_take_models(a, rows, group.shape) for a in jax.tree.leaves(state)]
