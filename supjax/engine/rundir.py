@@ -62,6 +62,25 @@ def batch_directory(out: str | Path, kind: str, batch: int = 0, batches: int = 1
     return folder / f"batch-{batch:03d}" if batches > 1 else folder
 
 
+def read_batches(path: str | Path, models) -> list[list[int]] | None:
+    """The run's ``batches.json`` (the models trained together, batch by batch), None where the run
+    has none; one line if it is damaged or does not hold each of ``models`` (indices) exactly once."""
+    import json
+
+    file = Path(path) / "batches.json"
+    if not file.is_file():
+        return None
+    try:
+        batches = json.loads(file.read_text())
+        lists = isinstance(batches, list) and all(isinstance(b, list) and b for b in batches)
+        once = lists and sorted(i for b in batches for i in b) == sorted(models)
+    except (ValueError, OSError, TypeError, RecursionError) as err:
+        raise RunDirError(path, f"has a damaged batches.json ({type(err).__name__}); start a new run") from None
+    if not once:
+        raise RunDirError(path, "its batches.json does not hold each of its models once; start a new run")
+    return [[int(i) for i in b] for b in batches]
+
+
 def save_atomic(path: Path, write, mode: str = "wb") -> None:
     """``write(file)`` into ``path`` through a temporary file, so a reader never sees half of it."""
     tmp = path.with_name(path.name + ".tmp")

@@ -151,17 +151,8 @@ def write_saes(path: Path, rows: list[dict]) -> None:
 def read_batches(path: Path | None, toys: ToyModels) -> list[list[int]]:
     """The toy models of every batch of the SAE run in ``path`` (one batch of every toy model for a
     run written before batches, or without a run directory); each toy model in exactly one batch."""
-    everything = [[r["index"] for r in toys.rows]]
-    if path is None or not (Path(path) / "batches.json").is_file():
-        return everything
-    try:
-        batches = json.loads((Path(path) / "batches.json").read_text())
-        ok = sorted(i for b in batches for i in b) == sorted(everything[0]) and all(b for b in batches)
-    except (ValueError, OSError, TypeError, RecursionError) as err:
-        raise RunDirError(path, f"has a damaged batches.json ({type(err).__name__}); start a new run") from None
-    if not ok:
-        raise RunDirError(path, "its batches.json does not hold each of its toy models once; start a new run")
-    return [[int(i) for i in b] for b in batches]
+    everything = [r["index"] for r in toys.rows]
+    return (rundir.read_batches(path, everything) if path is not None else None) or [everything]
 
 
 def read_saes(path: Path) -> list[dict]:
