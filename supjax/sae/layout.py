@@ -104,21 +104,20 @@ def sae_table(spec: SaeSpec, toys: ToyModels) -> list[dict]:
     """The SAE table (:data:`~supjax.sae.results.SAE_COLUMNS`): one row per SAE, numbered architecture
     by architecture, then width, toy model and the grid; with ``normalise_inputs`` each toy model's
     input scale comes from one jitted pass over every toy model (so any batch reads the same scales)."""
-    widths = tuple(dict.fromkeys(r["m"] for r in toys.rows))
+    by_width = _by_width(toys)
     if spec.normalise_inputs:
-        static = _static(spec, toys, *_dictionary_and_k(spec, toys.n), widths)
-        streams, W, reads = _toy_arrays(spec, toys, widths)
+        static = _static(spec, toys, *_dictionary_and_k(spec, toys.n), tuple(by_width))
+        streams, W, reads = _toy_arrays(spec, toys, by_width)
         x = program.sample_batch(program.eval_static(static), streams, program.SCALE_STEP)
         scales = program.input_scales(x, W, reads)
-        by_width = [[r for r in toys.rows if r["m"] == m] for m in widths]
-        pairs = (zip(rows, cs, strict=True) for rows, cs in zip(by_width, scales, strict=True))
+        pairs = (zip(rows, cs, strict=True) for rows, cs in zip(by_width.values(), scales, strict=True))
         scale = {r["index"]: float(c) for pair in pairs for r, c in pair}
     else:
         scale = {r["index"]: 1.0 for r in toys.rows}
     rows = []
     for architecture in spec.architectures:
-        for m in widths:
-            for model in (r for r in toys.rows if r["m"] == m):
+        for models in by_width.values():
+            for model in models:
                 for value, ratio, lr, seed in _grid(spec, architecture):
                     rows.append(
                         {
@@ -142,18 +141,20 @@ def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1, table: list[dict] | N
     the sweep's SAE numbers; by default the table of ``toys``). With several ``devices`` each
     width's T toy models are padded to a multiple of them with copies of the last."""
     dictionary, k_max = _dictionary_and_k(spec, toys.n)
-    widths = tuple(dict.fromkeys(r["m"] for r in toys.rows))
+    by_width = _by_width(toys)
+    widths = tuple(by_width)
     ours = {r["index"] for r in toys.rows}
     rows = [r for r in (sae_table(spec, toys) if table is None else table) if r["model"] in ours]
-    streams, W, reads = _toy_arrays(spec, toys, widths)
+    streams, W, reads = _toy_arrays(spec, toys, by_width)
     scale = {r["model"]: r["input_scale"] for r in rows}
-    by_width = [[r for r in toys.rows if r["m"] == m] for m in widths]
-    scales = tuple(np.array([scale[r["index"]] for r in models], np.float32) for models in by_width)
+    scales = tuple(np.array([scale[r["index"]] for r in models], np.float32) for models in by_width.values())
     arrays = program.Toys(streams, *(tuple(_pad(a, devices) for a in arrays) for arrays in (W, reads, scales)))
 
+    static = _static(spec, toys, dictionary, k_max, widths, devices=devices)  # what the SAE definitions read
     groups, ordered = [], []  # ordered: the job's rows, group after group
     for architecture in spec.architectures:
-        for w, models in enumerate(by_width):
+        sae_def = program.definition(static, architecture)
+        for w, models in enumerate(by_width.values()):
             of_width = {t["index"] for t in models}
             block = [r for r in rows if r["architecture"] == architecture and r["model"] in of_width]
             shape = (len(arrays.W[w]), len(block) // len(models))  # T padded for the devices, as the toys' arrays are
@@ -168,8 +169,6 @@ def plan(spec: SaeSpec, toys: ToyModels, devices: int = 1, table: list[dict] | N
                 lr=np.array([r["lr"] for r in block], np.float32).reshape(shape),
                 mask=(np.arange(dictionary) < d[..., None]).astype(np.float32),
             )
-            static = _static(spec, toys, dictionary, k_max, widths, devices=devices)
-            sae_def = program.definition(static, architecture)
             drawn = [sae_def.init((r["seed"], r["model"]), models[0]["m"], dictionary) for r in block]
             params = {k: np.stack([f[k] for f in drawn]).reshape(*shape, *drawn[0][k].shape) for k in drawn[0]}
             group_shape = program.GroupShape(architecture, models[0]["m"], shape, w)
@@ -210,9 +209,9 @@ def split_batches(spec: SaeSpec, toys: ToyModels, devices: int = 1, budget: floa
         small = len(indices) * spec.saes_per_model <= limit
         return small and device_bytes(spec, toys.subset(indices), devices) <= budget
 
-    units = []
-    for m in dict.fromkeys(r["m"] for r in toys.rows):
-        of_width, size = [r["index"] for r in toys.rows if r["m"] == m], devices + 1
+    units, size = [], devices + 1
+    for models in _by_width(toys).values():
+        of_width = [r["index"] for r in models]
         pieces = [of_width[k : k + size] for k in range(0, len(of_width), size)]
         if len(pieces) > 1 and len(pieces[-1]) < size:
             pieces[-2:] = [pieces[-2] + pieces[-1]]
@@ -227,7 +226,8 @@ def split_batches(spec: SaeSpec, toys: ToyModels, devices: int = 1, budget: floa
             "free; lower batch_size or sae_block, or train fewer SAEs per toy model",
         )
     batches, current = [], []
-    for unit in sorted(units, key=lambda u: [r["index"] for r in toys.rows].index(u[0])):
+    position = {r["index"]: k for k, r in enumerate(toys.rows)}
+    for unit in sorted(units, key=lambda u: position[u[0]]):
         if current and not fits(current + unit):
             batches.append(sorted(current))
             current = []
@@ -268,7 +268,15 @@ def _dictionary_and_k(spec: SaeSpec, n: int) -> tuple[int, int]:
     return dictionary, architectures.k_bound(spec.ks, dictionary) if counts else 1
 
 
-def _toy_arrays(spec: SaeSpec, toys: ToyModels, widths: tuple) -> tuple:
+def _by_width(toys: ToyModels) -> dict[int, list[dict]]:
+    """The toy models' rows by width, the widths in the order the table meets them."""
+    by_width: dict[int, list[dict]] = {}
+    for row in toys.rows:
+        by_width.setdefault(row["m"], []).append(row)
+    return by_width
+
+
+def _toy_arrays(spec: SaeSpec, toys: ToyModels, by_width: dict[int, list[dict]]) -> tuple:
     """The data streams (one per distinct (distribution, activation density)) and, per width, the
     toy models' ``W: [T, n, m]`` and the stream each reads: ``(streams, W, reads)``."""
     keys = [(r["distribution"], r["activation_density"]) for r in toys.rows]
@@ -278,9 +286,8 @@ def _toy_arrays(spec: SaeSpec, toys: ToyModels, widths: tuple) -> tuple:
     probabilities = [toys.p[first[s]] for s in streams_of]
     streams = data.make_streams(toys.spec, probabilities, key_data, [0] * len(streams_of), toys.spec.correlation)
     read = {r["index"]: streams_of.index(k) for r, k in zip(toys.rows, keys, strict=True)}
-    by_width = [[r for r in toys.rows if r["m"] == m] for m in widths]
-    W = tuple(np.stack([toys.W[r["index"]] for r in rows]).astype(np.float32) for rows in by_width)
-    reads = tuple(np.array([read[r["index"]] for r in rows], np.int32) for rows in by_width)
+    W = tuple(np.stack([toys.W[r["index"]] for r in rows]).astype(np.float32) for rows in by_width.values())
+    reads = tuple(np.array([read[r["index"]] for r in rows], np.int32) for rows in by_width.values())
     return streams, W, reads
 
 
