@@ -64,17 +64,11 @@ def main(argv=None) -> dict:
     toy_cpu = time.process_time() - cpu
     summary, features, timing = train_or_reuse(toy.out, sae_spec, args.out / args.saes)
     timing = {"toy": {**toy.timing, "cpu_s_this_call": toy_cpu}, "saes": timing}
-    written = []
     caption = (
         f"{args.scale} scale: toy n = {toy_spec.n}, {len(toy.summary)} models; {len(summary)} SAEs, "
         f"{sae_spec.steps} steps, batch {sae_spec.batch_size}; {toy.timing.get('machine', common.machine())}"
     )
-    import matplotlib
-
-    with matplotlib.rc_context(plots.STYLE):
-        for stem, fig in plots.sae_figures(summary, features).items():
-            fig.suptitle(f"{FIGURES[stem]}\n({caption})", fontsize=10)
-            written += plots.save(fig, args.figures / f"{stem}_{args.scale}")
+    written = draw(summary, features, caption, args.figures, args.scale)
     numbers = answers(summary, features)
     numbers["timing"] = timing
     numbers["setup"] = {
@@ -106,20 +100,10 @@ def _options(parser) -> None:
 
 def combined(args, started: float) -> dict:
     """The answers and figures over several finished pieces' SAE runs (``PIECE/NAME``) at once."""
-    try:
-        summary, features = combine([piece / args.saes for piece in args.combine])
-    except SupjaxError as err:  # a piece not finished
-        raise SystemExit(f"experiments/sae.py: {err}") from None
+    summary, features = combine([piece / args.saes for piece in args.combine])
     args.out.mkdir(parents=True, exist_ok=True)
-    written = []
-    import matplotlib
-
     what = f"{summary.model.nunique()} toy models, {len(summary)} SAEs from {len(args.combine)} pieces"
-    caption = f"{args.scale} scale: {what}"
-    with matplotlib.rc_context(plots.STYLE):
-        for stem, fig in plots.sae_figures(summary, features).items():
-            fig.suptitle(f"{FIGURES[stem]}\n({caption})", fontsize=10)
-            written += plots.save(fig, args.figures / f"{stem}_{args.scale}")
+    written = draw(summary, features, f"{args.scale} scale: {what}", args.figures, args.scale)
     numbers = answers(summary, features)
     numbers["pieces"] = [str(p) for p in args.combine]
     if args.dictionaries:
@@ -130,10 +114,7 @@ def combined(args, started: float) -> dict:
 def dictionaries(pieces: list[Path], names) -> dict:
     """What a larger dictionary and a higher L0 buy: the SAE runs ``PIECE/NAME`` of every piece, means per
     regime, architecture, dictionary ratio and sparsity, and per width at the sparsity nearest the true L0."""
-    try:
-        summary = combine([piece / name for name in names for piece in pieces])[0]
-    except SupjaxError as err:
-        raise SystemExit(f"experiments/sae.py: {err}") from None
+    summary = combine([piece / name for name in names for piece in pieces])[0]
     summary = summary.assign(
         mcc_above_chance=summary.mcc - summary.mcc_chance,
         latents_alive=(1 - summary.dead_fraction) * summary.dictionary_size,
@@ -155,12 +136,27 @@ def dictionaries(pieces: list[Path], names) -> dict:
     }
 
 
+def draw(summary: pd.DataFrame, features: dict, caption: str, folder: Path, scale: str) -> list[Path]:
+    """The three SAE figures (``FIGURES``) into ``folder`` as ``STEM_SCALE.png`` and ``.pdf``."""
+    import matplotlib
+
+    written = []
+    with matplotlib.rc_context(plots.STYLE):
+        for stem, fig in plots.sae_figures(summary, features).items():
+            fig.suptitle(f"{FIGURES[stem]}\n({caption})", fontsize=10)
+            written += plots.save(fig, folder / f"{stem}_{scale}")
+    return written
+
+
 def combine(runs: list[Path]) -> tuple[pd.DataFrame, dict]:
     """The evaluated tables of several SAE runs as one: each run's toy model and SAE numbers offset past
     the previous runs' (a piece's toy run numbers its models from 0)."""
     frames, parts, models, saes = [], [], 0, 0
     for run in runs:
-        summary, features = sae.load_tables(run)
+        try:
+            summary, features = sae.load_tables(run)
+        except SupjaxError as err:  # a piece not finished
+            raise SystemExit(f"experiments/sae.py: {err}") from None
         summary = summary.assign(model=summary.model + models, sae=summary.sae + saes)
         features = {**features, "sae": features["sae"] + saes, "model": features["model"] + models,
                     "models": features["models"] + models}  # fmt: skip
