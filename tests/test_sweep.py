@@ -355,3 +355,25 @@ def test_a_program_read_from_the_persistent_cache_computes_what_a_fresh_compile_
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(first, run("uncached", "off"))
     assert not (tmp_path / "off").exists()
+
+
+def test_programs_run_once_compile_for_compile_time_to_the_bits_of_the_default_level():
+    """On a CPU the initial states (like the SAEs' evaluation) compile at LLVM's level 1 (engine.jit_once),
+    several times faster than at XLA's default level: they are the default level's bits, for both of the
+    weight draws (level 0 would round the inverse erf otherwise)."""
+    import jax
+
+    from supjax import layout
+    from supjax.engine import program
+
+    assert program.QUICK_COMPILE["cpu"] == {"xla_backend_optimization_level": 1}
+    default = jax.jit(program.init_states.__wrapped__, static_argnames="static")
+    for weight_init in ("normal", "xavier_normal"):
+        spec = SweepSpec(n=40, batch_size=32, widths=(3, 5), weight_decays=(-1.0, 1.0), steps=20, warmup_steps=2,
+                         weight_init=weight_init, progress=False)  # fmt: skip
+        job = layout.plan(layout.resolve_for_backend(spec)).job()
+        quick = jax.tree.leaves(program.init_states(job.static, *job.init_args))
+        fresh = jax.tree.leaves(default(job.static, *job.init_args))
+        assert len(quick) == len(fresh) > 4
+        for a, b in zip(quick, fresh, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

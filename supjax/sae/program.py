@@ -193,7 +193,7 @@ TRAIN_SPECS = (sharding.MODELS, sharding.MODELS, TOY_SPECS, sharding.EVERYWHERE)
 engine.register(Static, make_train)
 
 
-@functools.partial(jax.jit, static_argnames="static")
+@engine.jit_once(static_argnames="static")
 def sample_batch(static: Static, streams, step):
     """Every data stream's batch of ``static.batch_size`` samples drawn at ``step``: ``[S, B, n]``. With
     ``batch_size = eval_batch_size`` this one program draws the evaluation batch (:data:`EVAL_STEP`)
@@ -210,7 +210,7 @@ def eval_static(static: Static) -> Static:
     return dataclasses.replace(static, **blank, batch_size=static.eval_batch_size, widths=(), groups=())
 
 
-@jax.jit
+@engine.jit_once
 def input_scales(x, W: tuple, reads: tuple) -> tuple:
     """The input scale c = sqrt(m) / E||x W|| of every toy model (``W``, ``reads``: per width, as in
     :class:`Toys`) over the batch ``x: [S, B, n]`` drawn at :data:`SCALE_STEP` (Anthropic's
@@ -276,7 +276,7 @@ def make_evaluate(static: Static):
     return evaluate
 
 
-@functools.partial(jax.jit, static_argnames="static")
+@engine.jit_once(static_argnames="static")
 def sae_evaluate(static: Static, states: tuple, hypers: tuple, toys: Toys, x):
     """Jitted :func:`make_evaluate`."""
     return make_evaluate(static)(states, hypers, toys, x)
