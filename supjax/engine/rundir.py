@@ -7,6 +7,8 @@ Every file is written through a temporary file and a rename, so a reader never s
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -65,8 +67,6 @@ def batch_directory(out: str | Path, kind: str, batch: int = 0, batches: int = 1
 def read_batches(path: str | Path, models) -> list[list[int]] | None:
     """The run's ``batches.json`` (the models trained together, batch by batch), None where the run
     has none; one line if it is damaged or does not hold each of ``models`` (indices) exactly once."""
-    import json
-
     file = Path(path) / "batches.json"
     if not file.is_file():
         return None
@@ -101,9 +101,6 @@ def seal(path: str | Path, names: list[str]) -> None:
     """Write ``checksums.json``: the SHA-256 of every file ``names`` (relative to ``path``; a folder stands for
     every file under it) of a finished run, so that a reader finds a damaged table instead of reading
     wrong numbers (:func:`verify`). Written last, atomically."""
-    import hashlib
-    import json
-
     path = Path(path)
     digests = {}
     for name in names:
@@ -117,9 +114,6 @@ def seal(path: str | Path, names: list[str]) -> None:
 def verify(path: str | Path, again: str) -> None:
     """Check the files of a finished run against its ``checksums.json`` (a run written before supjax
     kept them has none, and is read as it is); ``again``: how to write them again, for the error line."""
-    import hashlib
-    import json
-
     path = Path(path)
     if not (path / CHECKSUMS).is_file():
         return
